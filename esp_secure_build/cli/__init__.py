@@ -1,0 +1,1 @@
+"""The ``esp-secure`` command line: a thin layer over the core."""

@@ -1,0 +1,45 @@
+"""Argument helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_option(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> argparse.Action:
+    """Add an option under its dash spelling and the old underscore spelling.
+
+    esptool 5 renamed ``--flash_mode`` to ``--flash-mode`` and still accepts the
+    old one; so do we, so scripts written for either version keep working.
+    """
+    spellings: list[str] = []
+    for name in names:
+        spellings.append(name)
+        if name.startswith("--") and "-" in name[2:]:
+            old = "--" + name[2:].replace("-", "_")
+            if old not in spellings:
+                spellings.append(old)
+    return parser.add_argument(*spellings, **kwargs)
+
+
+def parse_int(text: str) -> int:
+    """An integer in decimal or 0x-hex, as the reference tools accept it."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def parse_size(text: str) -> int:
+    """A size such as ``4096``, ``0x1000``, ``64KB``, ``1MB`` or ``4M``."""
+    t = text.strip().upper()
+    for suffix, factor in (("KB", 1024), ("K", 1024), ("MB", 1024 * 1024), ("M", 1024 * 1024)):
+        if t.endswith(suffix):
+            try:
+                return int(t[: -len(suffix)], 0) * factor
+            except ValueError:
+                break
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size") from None
