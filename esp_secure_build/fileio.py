@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -53,10 +54,8 @@ def write_atomic(path: PathLike, data: bytes, mode: int | None = None) -> None:
             fh.write(data)
         os.replace(tmp, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(exc, OSError):
             raise EspSecureError(f"cannot write output: {exc.strerror}", path) from None
         raise
