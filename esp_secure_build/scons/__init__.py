@@ -1,0 +1,37 @@
+"""The SCons layer: ``env.Tool('esp_secure')``.
+
+Importing this package registers the tool's folder on SCons's default tool
+path, so a project that pip-installed esp-secure-build needs one extra line::
+
+    import esp_secure_build.scons  # registers the 'esp_secure' tool
+    env = Environment(tools=['default', 'esp_secure'])
+
+From a checkout, ``site_scons/site_tools/esp_secure.py`` loads the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+TOOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site_tools")
+
+try:  # only when imported from an SConstruct (SCons itself on sys.path)
+    import SCons.Tool
+
+    if TOOL_DIR not in SCons.Tool.DefaultToolpath:
+        SCons.Tool.DefaultToolpath.append(TOOL_DIR)
+except ImportError:  # pragma: no cover - plain Python import without SCons
+    pass
+
+
+def generate(env: Any) -> None:
+    """Add the esp-secure construction variables, builders and methods to ``env``."""
+    from . import image, toolchain
+
+    image.generate(env)
+    toolchain.generate(env)
+
+
+def exists(env: Any) -> bool:
+    return True

@@ -1,0 +1,61 @@
+"""Helpers shared by the builders: running core functions as SCons actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import SCons.Action
+import SCons.Errors
+
+from ..errors import EspSecureError
+
+
+def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist: list[str]) -> SCons.Action.Action:
+    """An Action running ``func(target, source, env)``.
+
+    ``varlist`` names every construction variable that changes the output bytes,
+    so changing one rebuilds exactly the affected targets. A project error
+    becomes a one-line SCons build error, never a Python traceback.
+    """
+
+    def run(target: Any, source: Any, env: Any) -> int:
+        try:
+            func(target, source, env)
+        except EspSecureError as exc:
+            raise SCons.Errors.BuildError(node=target[0], errstr=str(exc), exitstatus=2) from None
+        return 0
+
+    run.__name__ = func.__name__
+    return SCons.Action.Action(run, f"${comstr_var}", varlist=varlist)
+
+
+def env_str(env: Any, name: str, default: str = "") -> str:
+    """A construction variable as a string, substituted, '' when unset."""
+    value = env.get(name)
+    if value is None:
+        return default
+    return env.subst(str(value)) if isinstance(value, str) else str(value)
+
+
+def env_int(env: Any, name: str, default: int | None = None) -> int | None:
+    """A construction variable as an integer (decimal or 0x-hex strings accepted)."""
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, int):
+        return value
+    text = env.subst(str(value))
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise EspSecureError(f"construction variable {name}={text!r} is not a number") from None
+
+
+def env_bool(env: Any, name: str, default: bool = False) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
