@@ -70,7 +70,8 @@ def esp_toolchain(env: Any, chip_name: str | None = None, verbose: bool | None =
     )
     env.Append(
         CCFLAGS=compile_arch + common + ["-Wall", "-Wextra"],
-        ASPPFLAGS=[*compile_arch, "-g", f"-ffile-prefix-map={top}=."],
+        # gcc does not hand -ffile-prefix-map to gas: map the DWARF comp_dir of .S files ourselves.
+        ASPPFLAGS=[*compile_arch, "-g", f"-ffile-prefix-map={top}=.", f"-Wa,--debug-prefix-map={top}=."],
         ASFLAGS=compile_arch,
         LINKFLAGS=[*link_arch, "-nostdlib", "-Wl,--gc-sections"],
     )

@@ -1,0 +1,1 @@
+"""Test helpers (not tests): ELF writer, oracle batch runner."""

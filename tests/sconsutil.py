@@ -1,0 +1,36 @@
+"""Running SCons on temporary copies of projects, for the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def copy_sample(dest: Path) -> Path:
+    """Copy sample_project (and the checkout's site_scons next to it) into ``dest``.
+
+    The package itself is linked, not copied, so the build uses this checkout's code.
+    """
+    shutil.copytree(REPO / "sample_project", dest / "sample_project", ignore=shutil.ignore_patterns("build", ".sconsign*"))
+    shutil.copytree(REPO / "site_scons", dest / "site_scons")
+    (dest / "esp_secure_build").symlink_to(REPO / "esp_secure_build")
+    return dest / "sample_project"
+
+
+def scons(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run scons in ``project``; returns the completed process (stdout and stderr as text)."""
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("SOURCE_DATE_EPOCH", "1764115200")
+    return subprocess.run(
+        [sys.executable, "-m", "SCons", "-Q", *args], cwd=project, capture_output=True, text=True, env=run_env
+    )
+
+
+def steps(proc: subprocess.CompletedProcess) -> list[str]:
+    """The build steps SCons printed (one line each)."""
+    return [line for line in proc.stdout.splitlines() if line and not line.startswith("scons:")]

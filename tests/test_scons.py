@@ -1,0 +1,141 @@
+"""SCons-level behaviour: what rebuilds, what doesn't, and using the tool outside this repository."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from sconsutil import copy_sample, scons, steps
+
+from esp_secure_build.image import read_image
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = copy_sample(tmp_path)
+    first = scons(project, "release")
+    assert first.returncode == 0, first.stdout + first.stderr
+    return project
+
+
+def test_noop_build_runs_nothing(project: Path) -> None:
+    again = scons(project, "release")
+    assert again.returncode == 0
+    assert steps(again) == []
+    assert "up to date" in again.stdout
+
+
+def test_one_readable_line_per_step(tmp_path: Path) -> None:
+    project = copy_sample(tmp_path)
+    proc = scons(project, "release")
+    lines = steps(proc)
+    assert "ESP-IMAGE build/release/app.bin" in lines
+    assert "ESP-IMAGE build/release/bootloader.bin" in lines
+    assert "ESP-APPDESC build/esp32c3/app_desc.S" in lines
+    assert all(len(line.split()) == 2 for line in lines), lines  # "LABEL target", never a function repr
+    assert not any("<function" in line or "(target, source, env)" in line for line in lines)
+
+
+def test_editing_c_source_relinks_and_reimages_only_the_app(project: Path) -> None:
+    main_c = project / "src/main.c"
+    main_c.write_text(main_c.read_text().replace("boot_count = 1;", "boot_count = 2;"))
+    proc = scons(project, "release")
+    assert proc.returncode == 0, proc.stderr
+    assert steps(proc) == ["CC build/esp32c3/src/main.o", "LINK build/esp32c3/app.elf", "ESP-IMAGE build/release/app.bin"]
+
+
+def test_editing_certificate_reassembles_relinks_and_reimages(project: Path) -> None:
+    before = (project / "build/release/app.bin").read_bytes()
+    pem = project / "src/ca_cert.pem"
+    pem.write_text(pem.read_text() + "\n")
+    proc = scons(project, "release")
+    assert steps(proc) == ["AS build/esp32c3/src/ca_cert.o", "LINK build/esp32c3/app.elf", "ESP-IMAGE build/release/app.bin"]
+    assert (project / "build/release/app.bin").read_bytes() != before
+
+
+def test_editing_linker_script_relinks(project: Path) -> None:
+    script = project / "ld/esp32c3_bootloader.ld"
+    script.write_text(script.read_text().replace("bootloader_stack_overhead = 0x2000;", "bootloader_stack_overhead = 0x2100;"))
+    proc = scons(project, "release")
+    assert steps(proc) == ["LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/release/bootloader.bin"]
+
+
+def test_image_variable_reimages_without_compiling(project: Path) -> None:
+    proc = scons(project, "release", "ESP_FLASH_MODE=qio")
+    assert sorted(steps(proc)) == ["ESP-IMAGE build/release/app.bin", "ESP-IMAGE build/release/bootloader.bin"]
+    assert read_image((project / "build/release/app.bin").read_bytes()).flash_mode_name == "qio"
+
+
+def test_descriptor_variable_rebuilds_descriptor_only(project: Path) -> None:
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1764201600")
+    proc = scons(project, "release", env=env)
+    assert sorted(steps(proc)) == sorted([
+        "ESP-APPDESC build/esp32c3/app_desc.S", "AS build/esp32c3/app_desc.o", "LINK build/esp32c3/app.elf",
+        "ESP-IMAGE build/release/app.bin", "ESP-APPDESC build/esp32c3/bootloader_desc.S",
+        "AS build/esp32c3/bootloader_desc.o", "LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/release/bootloader.bin",
+    ])  # fmt: skip
+
+
+THROWAWAY_SOURCES = {
+    "app.c": '__attribute__((section(".iram1"))) void call_start_cpu0(void) { for (;;) { } }\n',
+    "app.ld": "ENTRY(call_start_cpu0)\nSECTIONS { .iram0.text 0x40380000 : { *(.iram1) } }\n",
+}
+
+
+def _throwaway(folder: Path, header: str) -> Path:
+    folder.mkdir()
+    for name, text in THROWAWAY_SOURCES.items():
+        (folder / name).write_text(text)
+    (folder / "SConstruct").write_text(
+        header
+        + "env.Replace(ESP_CHIP='esp32c3')\n"
+        + "env.EspToolchain()\n"
+        + "elf = env.EspProgram('out/fw.elf', ['app.c'], 'app.ld')\n"
+        + "env.EspImage('out/fw.bin', elf)\n"
+    )
+    return folder
+
+
+def test_throwaway_project_with_checkout_toolpath(tmp_path: Path) -> None:
+    folder = _throwaway(
+        tmp_path / "p",
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\nenv.Tool('esp_secure')\n",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = scons(folder, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_image((folder / "out/fw.bin").read_bytes()).chip.name == "esp32c3"
+
+
+def test_throwaway_project_with_installed_package(tmp_path: Path) -> None:
+    """After `pip install`, one documented line (the import) makes the tool available."""
+    folder = _throwaway(tmp_path / "p", "import esp_secure_build.scons\nenv = Environment(tools=['esp_secure'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = __import__("subprocess").run(
+        [sys.executable, "-c", "import esp_secure_build, sys; print(esp_secure_build.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.fail("esp-secure-build is not installed in this Python; run `pip install .` (the README's test command does)")
+    proc = scons(folder, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_image((folder / "out/fw.bin").read_bytes()).checksum_valid
+
+
+def test_build_error_is_one_line_without_partial_output(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "broken.elf").write_bytes(b"\x7fELF\x01\x01\x01" + bytes(20))
+    (folder / "SConstruct").write_text(
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+        "env.Tool('esp_secure')\nenv.EspImage('fw.bin', 'broken.elf')\n"
+    )
+    proc = scons(folder)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "broken.elf" in errors[0] and "Traceback" not in proc.stderr
+    assert not (folder / "fw.bin").exists()
+    assert not list(folder.glob(".fw.bin.*"))
