@@ -6,7 +6,7 @@ is one entry in :data:`CHIPS`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from .errors import EspSecureError
 
@@ -39,32 +39,51 @@ _RISCV_MAP_C6 = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Chip:
-    """One ESP32-family chip as the image, signing and encryption code see it."""
+# A namedtuple, not a dataclass: importing dataclasses costs every CLI call ~6 ms.
+_ChipFields = namedtuple(
+    "_ChipFields",
+    [
+        "name", "title", "image_chip_id", "arch", "bootloader_offset", "irom_map", "drom_map",
+        "memory_map", "flash_freqs", "mmu_page_sizes", "secure_boot_v1", "secure_boot_v2",
+        "max_signatures", "flash_encryption", "flash_encryption_key_bits", "encrypted_write_align",
+        "riscv_march",
+    ],
+    defaults=((64 * KB,), False, ("rsa3072",), 3, "xts", (256,), 16, None),
+)  # fmt: skip
 
+
+class Chip(_ChipFields):
+    """One ESP32-family chip as the image, signing and encryption code see it.
+
+    Fields: ``name`` (esptool's --chip), ``title``, ``image_chip_id`` (header bytes
+    12-13), ``arch`` ("xtensa" or "riscv"), ``bootloader_offset`` (flash),
+    ``irom_map``/``drom_map`` (flash-mapped windows), ``memory_map`` ((start, end,
+    name) regions), ``flash_freqs`` (name -> header code), ``mmu_page_sizes``
+    (allowed sizes, the last is the default), ``secure_boot_v1`` (ESP32 only),
+    ``secure_boot_v2`` (schemes the ROM accepts), ``max_signatures`` (V2 blocks the
+    ROM honours), ``flash_encryption`` ("esp32-aes" or "xts"),
+    ``flash_encryption_key_bits`` (key file sizes), ``encrypted_write_align``,
+    ``riscv_march`` (-march for the RISC-V toolchain helper).
+    """
+
+    __slots__ = ()
     name: str
     title: str
     image_chip_id: int
-    arch: str  # "xtensa" or "riscv"
+    arch: str
     bootloader_offset: int
     irom_map: tuple[int, int]
     drom_map: tuple[int, int]
     memory_map: MemoryMap
     flash_freqs: dict[str, int]
-    # MMU page sizes the image may be aligned to; the last one is the default.
-    mmu_page_sizes: tuple[int, ...] = (64 * KB,)
-    # Secure Boot: V1 (ESP32 only) and the V2 schemes the ROM accepts.
-    secure_boot_v1: bool = False
-    secure_boot_v2: tuple[str, ...] = ("rsa3072",)
-    max_signatures: int = 3
-    # Flash encryption: "esp32-aes" (tweaked AES-256) or "xts"; key file sizes in bits.
-    flash_encryption: str = "xts"
-    flash_encryption_key_bits: tuple[int, ...] = (256,)
-    encrypted_write_align: int = 16
-    # RISC-V -march/-mabi for the sample toolchain helper (None for Xtensa).
-    riscv_march: str | None = None
-    aliases: tuple[str, ...] = field(default=())
+    mmu_page_sizes: tuple[int, ...]
+    secure_boot_v1: bool
+    secure_boot_v2: tuple[str, ...]
+    max_signatures: int
+    flash_encryption: str
+    flash_encryption_key_bits: tuple[int, ...]
+    encrypted_write_align: int
+    riscv_march: str | None
 
     @property
     def default_mmu_page_size(self) -> int:

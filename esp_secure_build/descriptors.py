@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from .errors import EspSecureError
 
@@ -22,29 +22,14 @@ _BOOT_DESC = struct.Struct("<B3sI32s24s16s")
 assert _APP_DESC.size == APP_DESC_SIZE and _BOOT_DESC.size == BOOTLOADER_DESC_SIZE
 
 
-@dataclass(frozen=True)
-class AppDesc:
-    """Parsed ``esp_app_desc_t``."""
-
-    secure_version: int
-    version: str
-    project_name: str
-    time: str
-    date: str
-    idf_ver: str
-    app_elf_sha256: bytes
-    min_efuse_blk_rev_full: int
-    max_efuse_blk_rev_full: int
-    mmu_page_size_log2: int
-
-
-@dataclass(frozen=True)
-class BootloaderDesc:
-    """Parsed ``esp_bootloader_desc_t``."""
-
-    version: int
-    idf_ver: str
-    date_time: str
+AppDesc = namedtuple(
+    "AppDesc",
+    "secure_version version project_name time date idf_ver app_elf_sha256 "
+    "min_efuse_blk_rev_full max_efuse_blk_rev_full mmu_page_size_log2",
+)
+AppDesc.__doc__ = "Parsed ``esp_app_desc_t``."
+BootloaderDesc = namedtuple("BootloaderDesc", "version idf_ver date_time")
+BootloaderDesc.__doc__ = "Parsed ``esp_bootloader_desc_t``."
 
 
 def _cstr(raw: bytes) -> str:

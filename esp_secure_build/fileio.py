@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from pathlib import Path
 
 from .errors import EspSecureError
 
@@ -15,7 +13,8 @@ PathLike = str | os.PathLike[str]
 def read_bytes(path: PathLike, what: str = "file") -> bytes:
     """Read a whole file, turning OS errors into one-line project errors."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read()
     except FileNotFoundError:
         raise EspSecureError(f"{what} not found", path) from None
     except IsADirectoryError:
@@ -39,18 +38,18 @@ def write_atomic(path: PathLike, data: bytes, mode: int | None = None) -> None:
     A reader never sees a partial file, and a failure leaves no output behind.
     ``mode`` (e.g. 0o600 for key files) is applied before the data is written.
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
+    target = os.fspath(path)
+    folder = os.path.dirname(target) or "."
+    # pathlib and tempfile would add milliseconds to every CLI start; os is enough.
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     except OSError as exc:
         raise EspSecureError(f"cannot write output: {exc.strerror}", path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             if mode is not None:
-                os.fchmod(fh.fileno(), mode)
-            else:
-                os.fchmod(fh.fileno(), 0o666 & ~_umask())
+                os.fchmod(fh.fileno(), mode)  # exact mode, whatever the umask
             fh.write(data)
         os.replace(tmp, target)
     except BaseException as exc:
@@ -64,9 +63,3 @@ def write_atomic(path: PathLike, data: bytes, mode: int | None = None) -> None:
 def write_text_atomic(path: PathLike, text: str, mode: int | None = None) -> None:
     """Atomic write of UTF-8 text."""
     write_atomic(path, text.encode("utf-8"), mode)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import struct
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
 from .chips import FLASH_MODES, FLASH_SIZES, Chip, chip_by_image_id
 from .descriptors import APP_DESC_MAGIC, APP_DESC_SIZE, AppDesc, BootloaderDesc, parse_app_desc
@@ -35,32 +35,32 @@ _EXT_HEADER = struct.Struct("<BBBBHBHH4sB")
 _SEG_HEADER = struct.Struct("<II")
 
 
-@dataclass(frozen=True)
-class ImageOptions:
-    """The options of ``esptool elf2image``, with its defaults."""
+# namedtuples and slotted classes rather than dataclasses: importing dataclasses
+# costs every CLI call ~6 ms, and start-up is most of a CLI call.
+ImageOptions = namedtuple(
+    "ImageOptions",
+    [
+        "flash_mode", "flash_freq", "flash_size", "min_rev", "min_rev_full", "max_rev_full",
+        "secure_pad", "secure_pad_v2", "elf_sha256_offset", "append_digest", "use_segments",
+        "mmu_page_size", "pad_to_size", "ram_only_header",
+    ],
+    defaults=("qio", None, "1MB", 0, 0, 0xFFFF, False, False, None, True, False, None, None, False),
+)  # fmt: skip
+ImageOptions.__doc__ = """The options of ``esptool elf2image``, with its defaults.
 
-    flash_mode: str = "qio"
-    flash_freq: str | None = None  # None: header code 0, as esptool writes
-    flash_size: str = "1MB"
-    min_rev: int = 0
-    min_rev_full: int = 0
-    max_rev_full: int = 0xFFFF
-    secure_pad: bool = False  # Secure Boot V1 (ESP32 only)
-    secure_pad_v2: bool = False
-    elf_sha256_offset: int | None = None  # None or 0: automatic for apps with .flash.appdesc
-    append_digest: bool = True
-    use_segments: bool = False
-    mmu_page_size: int | None = None
-    pad_to_size: int | None = None
-    ram_only_header: bool = False
+flash_freq None writes header code 0 (esptool's default); elf_sha256_offset None
+or 0 means automatic (0xB0 for apps with a flash-mapped ``.flash.appdesc``);
+secure_pad is Secure Boot V1 padding (ESP32 only)."""
 
 
-@dataclass
 class _Seg:
-    addr: int
-    data: bytes
-    name: str
-    align: int = 4
+    __slots__ = ("addr", "align", "data", "name")
+
+    def __init__(self, addr: int, data: bytes, name: str, align: int = 4):
+        self.addr, self.data, self.name, self.align = addr, data, name, align
+
+    def with_data(self, data: bytes, addr: int | None = None) -> _Seg:
+        return _Seg(self.addr if addr is None else addr, data, self.name, self.align)
 
 
 def header_flash_bytes(chip: Chip, flash_mode: str, flash_size: str, flash_freq: str | None) -> tuple[int, int]:
@@ -137,10 +137,11 @@ def select_mmu_page_size(chip: Chip, elf: ElfImage, requested: int | None, warn:
 def elf_to_image(
     elf: ElfImage,
     chip: Chip,
-    options: ImageOptions = ImageOptions(),
+    options: ImageOptions | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
 ) -> bytes:
     """Build the image bytes ``esptool --chip <chip> elf2image`` builds from ``elf``."""
+    options = options or ImageOptions()
     if MACHINE_ARCH[elf.machine] != chip.arch:
         raise EspSecureError(
             f"is a {MACHINE_ARCH[elf.machine]} ELF but {chip.title} is {chip.arch}; build it with the {chip.arch} compiler",
@@ -222,7 +223,7 @@ def elf_to_image(
                 if ram and pad > SEG_HEADER_LEN:
                     head = ram[0]
                     piece = _Seg(head.addr, head.data[:pad], head.name, head.align)
-                    ram[0] = replace(head, addr=head.addr + len(piece.data), data=head.data[pad:])
+                    ram[0] = head.with_data(head.data[pad:], head.addr + len(piece.data))
                     if not ram[0].data:
                         ram.pop(0)
                     writer.segment(piece)
@@ -333,7 +334,7 @@ def _esp32_tail_fix(chip: Chip, seg: _Seg, pos: int, page: int) -> _Seg:
         return seg
     rem = (pos + len(seg.data) + SEG_HEADER_LEN) % page
     if rem < 0x24:
-        return replace(seg, data=seg.data + bytes(0x24 - rem))
+        return seg.with_data(seg.data + bytes(0x24 - rem))
     return seg
 
 
@@ -341,7 +342,7 @@ def _merge_adjacent(segs: list[_Seg], chip: Chip, ram_only: bool) -> list[_Seg]:
     """Merge neighbours (in list order) that touch and lie in the same memory types."""
     if not segs:
         return []
-    segs = [replace(s) for s in segs]
+    segs = [s.with_data(s.data) for s in segs]
     result: list[_Seg] = []
     for i in range(len(segs) - 1, 0, -1):
         prev, nxt = segs[i - 1], segs[i]
@@ -377,19 +378,22 @@ def xor_bytes(data: bytes) -> int:
 # Reading images
 
 
-@dataclass
 class ImageSegment:
-    """One segment of a parsed image."""
+    """One segment of a parsed image: load address, file offset of its header, data."""
 
-    addr: int
-    offset: int  # file offset of the segment header
-    data: bytes
-    memory_types: list[str] = field(default_factory=list)
+    __slots__ = ("addr", "data", "memory_types", "offset")
+
+    def __init__(self, addr: int, offset: int, data: bytes, memory_types: list[str]):
+        self.addr, self.offset, self.data, self.memory_types = addr, offset, data, memory_types
 
 
-@dataclass
 class ImageInfo:
     """Everything :func:`read_image` learns about an image."""
+
+    def __init__(self, **fields: object):
+        self.app_desc: AppDesc | None = None
+        self.bootloader_desc: BootloaderDesc | None = None
+        self.__dict__.update(fields)
 
     chip: Chip | None
     chip_id: int
@@ -408,8 +412,6 @@ class ImageInfo:
     stored_digest: bytes | None
     computed_digest: bytes | None
     trailing: bytes  # bytes after the image (and digest): signatures, padding
-    app_desc: AppDesc | None = None
-    bootloader_desc: BootloaderDesc | None = None
 
     @property
     def checksum_valid(self) -> bool:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
-def add_option(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> argparse.Action:
+def add_option(parser: argparse.ArgumentParser, *names: str, **kwargs: object) -> argparse.Action:
     """Add an option under its dash spelling and the old underscore spelling.
 
     esptool 5 renamed ``--flash_mode`` to ``--flash-mode`` and still accepts the
