@@ -1,0 +1,197 @@
+"""Signers other than a local key file: an external command and a PKCS#11 token (SoftHSM2).
+
+Every image signed here is checked by espsecure's ``verify-signature``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import REPO, VECTORS, assert_one_line_error, run_oracle
+
+from esp_secure_build.errors import EspSecureError
+from esp_secure_build.secure_boot import keys, v1, v2
+from esp_secure_build.secure_boot.signers import CommandSigner, LocalKeySigner, PrecomputedSigner
+
+SI = VECTORS / "esptool" / "secure_images"
+UNSIGNED = SI / "bootloader_unsigned_v2.bin"
+SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def cli(*args, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "esp_secure_build", *map(str, args)], capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+# A stand-in for a remote signing service: signs the digest it is given with a key file.
+SIGNER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+    key_path, mode = sys.argv[1], sys.argv[2]
+    digest = sys.stdin.buffer.read()
+    assert digest.hex() == sys.argv[3], "digest on stdin and in {digest} differ"
+    key = serialization.load_pem_private_key(open(key_path, "rb").read(), None)
+    algo = hashes.SHA384() if len(digest) == 48 else hashes.SHA256()
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(algo))
+    else:
+        sig = key.sign(digest, ec.ECDSA(utils.Prehashed(algo)))
+        if mode == "raw":
+            size = (key.curve.key_size + 7) // 8
+            r, s = utils.decode_dss_signature(sig)
+            sig = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    if mode == "fail":
+        sys.stderr.write("signing service said no\\n")
+        sys.exit(3)
+    if mode == "hex":
+        sys.stdout.write(sig.hex() + "\\n")
+    else:
+        sys.stdout.buffer.write(sig)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def signer_script(tmp_path_factory):  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("signer") / "sign.py"
+    path.write_text(SIGNER_SCRIPT)
+    return path
+
+
+@pytest.mark.parametrize(("key", "mode"), [("rsa", "bin"), ("ecdsa256", "hex"), ("ecdsa384", "raw"), ("ecdsa192", "bin")])
+def test_external_command_signer(key, mode, signer_script, tmp_path):
+    keyfile = SI / f"{key}_secure_boot_signing_key.pem"
+    pub = tmp_path / "pub.pem"
+    ok(cli("extract-public-key", "--version", "2", "--keyfile", keyfile, pub))
+    out = tmp_path / "signed.bin"
+    command = f"{sys.executable} {signer_script} {keyfile} {mode} {{digest}}"
+    ok(cli("sign-data", "--version", "2", "--pub-key", pub, "--signer-command", command, "--output", out, UNSIGNED))
+    run_oracle("espsecure", "verify-signature", "--version", "2", "--keyfile", pub, out)
+
+
+def test_external_command_failures(signer_script, tmp_path):
+    keyfile = SI / "ecdsa256_secure_boot_signing_key.pem"
+    wrong = SI / "ecdsa256_secure_boot_signing_key2.pem"
+    out = tmp_path / "signed.bin"
+    base = ["sign-data", "--version", "2", "--pub-key", keyfile, "--output", out]
+    fail = f"{sys.executable} {signer_script} {keyfile} fail {{digest}}"
+    assert_one_line_error(cli(*base, "--signer-command", fail, UNSIGNED), "exit status 3", "signing service said no")
+    other = f"{sys.executable} {signer_script} {wrong} bin {{digest}}"
+    assert_one_line_error(cli(*base, "--signer-command", other, UNSIGNED), "does not verify")
+    assert_one_line_error(cli(*base, "--signer-command", "/nonexistent/signer", UNSIGNED), "not found")
+    assert not out.exists()
+
+
+def test_command_signer_v1_in_process(signer_script):
+    """The same protocol serves Secure Boot V1: RFC 6979 makes it equal espsecure's bytes."""
+    pub = keys.load_public_key(SI / "ecdsa256_secure_boot_signing_key.pem")
+    data = (SI / "bootloader.bin").read_bytes()
+    # A signer that returns what LocalKeySigner (RFC 6979) returns gives the peer's bytes.
+    local = LocalKeySigner.from_file(SI / "ecdsa256_secure_boot_signing_key.pem")
+    assert v1.sign(data, local) == (SI / "bootloader_signed.bin").read_bytes()
+    signer = CommandSigner([sys.executable, str(signer_script), str(SI / "ecdsa256_secure_boot_signing_key.pem"),
+                            "raw", "{digest}"], pub)  # fmt: skip
+    v1.verify(v1.sign(data, signer), pub)
+
+
+def test_precomputed_signature_for_other_data_refused():
+    pub = keys.load_public_key(SI / "ecdsa256_secure_boot_signing_pubkey.pem")
+    sig = (SI / "pre_calculated_bootloader_signature_ecdsa256.bin").read_bytes()
+    signer = PrecomputedSigner(pub, sig, "sig.bin")
+    with pytest.raises(EspSecureError, match="does not verify"):
+        v2.sign(UNSIGNED.read_bytes()[:-4096] + b"\xff" * 4096 + b"\0" * 4096, [signer])
+    with pytest.raises(EspSecureError, match="4096-byte aligned"):
+        v2.sign(UNSIGNED.read_bytes()[:100], [signer])
+
+
+# --- PKCS#11 with SoftHSM2 ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def softhsm(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A SoftHSM2 token in a temporary folder holding an RSA-3072 and an EC P-256 key pair."""
+    pkcs11 = pytest.importorskip(
+        "pkcs11", reason="python-pkcs11 is not installed (pip install python-pkcs11)", exc_type=ImportError
+    )
+    # Only a missing Python binding skips; a missing SoftHSM2 is a broken test machine.
+    if not (shutil.which("softhsm2-util") and os.path.exists(SOFTHSM_LIB)):
+        pytest.fail("SoftHSM2 is not installed: apt-get install softhsm2")
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    d = tmp_path_factory.mktemp("softhsm")
+    (d / "tokens").mkdir()
+    conf = d / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    old = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "esp-test", "--pin", "1234",
+                    "--so-pin", "5678"], check=True, capture_output=True)  # fmt: skip
+    lib = pkcs11.lib(SOFTHSM_LIB)
+    token = lib.get_token(token_label="esp-test")
+    slot = next(s.slot_id for s in lib.get_slots(token_present=True) if s.get_token().label == "esp-test")
+    with token.open(rw=True, user_pin="1234") as session:
+        session.generate_keypair(pkcs11.KeyType.RSA, 3072, label="sb-rsa", store=True)
+        params = session.create_domain_parameters(
+            pkcs11.KeyType.EC, {pkcs11.Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
+        )
+        params.generate_keypair(store=True, label="sb-ec")
+    configs = {}
+    for label in ("sb-rsa", "sb-ec"):
+        cfg = d / f"{label}.ini"
+        cfg.write_text(f"[hsm_config]\npkcs11_lib = {SOFTHSM_LIB}\nslot = {slot}\nlabel = {label}\ncredentials = 1234\n")
+        configs[label] = cfg
+    nopin = d / "nopin.ini"
+    nopin.write_text(f"[hsm_config]\npkcs11_lib = {SOFTHSM_LIB}\nslot = {slot}\nlabel = sb-ec\n")
+    configs["nopin"] = nopin
+    yield configs
+    if old is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = old
+
+
+@pytest.mark.parametrize(("label", "scheme"), [("sb-rsa", "rsa3072"), ("sb-ec", "ecdsa256")])
+def test_hsm_sign_verified_by_espsecure(softhsm, label, scheme, tmp_path):
+    cfg = softhsm[label]
+    out = tmp_path / "signed.bin"
+    ok(cli("sign-data", "--version", "2", "--hsm", "--hsm-config", cfg, "--output", out, UNSIGNED))
+    blocks = v2.signature_info(out.read_bytes())
+    assert [b.scheme for b in blocks] == [scheme]
+    # espsecure reads the public key from the token itself and verifies our block.
+    run_oracle("espsecure", "verify-signature", "--version", "2", "--hsm", "--hsm-config", cfg, out)
+    ok(cli("verify-signature", "--version", "2", "--hsm", "--hsm-config", cfg, out))
+    # And the other way: espsecure signs on the token, we verify with the token's key.
+    theirs = tmp_path / "theirs.bin"
+    run_oracle("espsecure", "sign-data", "--version", "2", "--hsm", "--hsm-config", cfg, "--output", theirs, UNSIGNED)
+    ok(cli("verify-signature", "--version", "2", "--hsm", "--hsm-config", cfg, theirs))
+    # Both tools read the same public key off the token.
+    assert blocks[0].key_digest == v2.signature_info(theirs.read_bytes())[0].key_digest
+
+
+def test_hsm_errors(softhsm, tmp_path):
+    out = tmp_path / "o.bin"
+    proc = cli("sign-data", "--version", "2", "--hsm", "--hsm-config", softhsm["nopin"], "--output", out, UNSIGNED)
+    assert_one_line_error(proc, "credentials", "ESP_SECURE_HSM_PIN")
+    ok(cli("sign-data", "--version", "2", "--hsm", "--hsm-config", softhsm["nopin"], "--output", out, UNSIGNED,
+           env_extra={"ESP_SECURE_HSM_PIN": "1234"}))  # fmt: skip
+    bad = tmp_path / "bad.ini"
+    bad.write_text(softhsm["sb-ec"].read_text().replace("sb-ec", "no-such-key"))
+    assert_one_line_error(cli("sign-data", "--version", "2", "--hsm", "--hsm-config", bad, "--output",
+                              tmp_path / "x.bin", UNSIGNED), "no-such-key")  # fmt: skip
+    assert_one_line_error(cli("sign-data", "--version", "1", "--hsm", "--hsm-config", bad, "--output",
+                              tmp_path / "x.bin", SI / "bootloader.bin"), "V1")  # fmt: skip
+    assert not (tmp_path / "x.bin").exists()
