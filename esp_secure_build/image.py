@@ -393,6 +393,10 @@ class ImageInfo:
     def __init__(self, **fields: object):
         self.app_desc: AppDesc | None = None
         self.bootloader_desc: BootloaderDesc | None = None
+        # Secure Boot V2: (block, digest matches the image) per CRC-valid block; V1: r || s
+        self.signature_offset: int | None = None
+        self.signature_blocks: list[tuple] = []  # (secure_boot.v2.SignatureBlock, bool)
+        self.v1_signature: bytes | None = None
         self.__dict__.update(fields)
 
     chip: Chip | None
@@ -490,6 +494,7 @@ def read_image(data: bytes, path: str | None = None) -> ImageInfo:
         image_length=image_length, stored_digest=stored_digest, computed_digest=computed_digest,
         trailing=data[end:],
     )  # fmt: skip
+    _read_signatures(info, data, end)
     if chip is not None:
         drom = next((s for s in segments if "DROM" in s.memory_types), None)
         if drom is not None and len(drom.data) >= APP_DESC_SIZE and drom.data[:4] == APP_DESC_MAGIC:
@@ -497,3 +502,28 @@ def read_image(data: bytes, path: str | None = None) -> ImageInfo:
         if segments and "DRAM" in segments[0].memory_types:
             info.bootloader_desc = parse_bootloader_desc(segments[0].data)
     return info
+
+
+SECTOR = 4096
+V1_SIGNATURE_LEN = 68  # u32 version 0, then r || s big-endian
+
+
+def _read_signatures(info: ImageInfo, data: bytes, end: int) -> None:
+    """Find Secure Boot V2 blocks (in the sector after the 4 KiB-padded image) or a V1 signature."""
+    from .secure_boot.v2 import content_digest, parse_block
+
+    info.signature_offset = None
+    info.signature_blocks = []
+    info.v1_signature = None
+    sig_off = end + (-end % SECTOR)
+    if len(data) >= sig_off + SECTOR and data[sig_off] == 0xE7:
+        content = data[:sig_off]
+        for index in range(3):
+            block = parse_block(data[sig_off + index * 1216 : sig_off + (index + 1) * 1216], index)
+            if block is None:
+                break
+            info.signature_blocks.append((block, block.digest == content_digest(content, block.scheme)))
+        if info.signature_blocks:
+            info.signature_offset = sig_off
+    elif len(data) - end == V1_SIGNATURE_LEN and data[end : end + 4] == bytes(4):
+        info.v1_signature = data[end + 4 :]

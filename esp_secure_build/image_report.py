@@ -28,8 +28,16 @@ def format_image_info(info: ImageInfo, path: str) -> str:
         lines.append(f"SHA-256: {info.stored_digest.hex()} ({ok})")
     else:
         lines.append("SHA-256: not appended")
-    if info.trailing:
-        lines.append(f"Trailing data: {len(info.trailing)} bytes after the image (signatures or padding)")
+    if info.signature_blocks:
+        lines.append(f"Secure Boot V2 signature sector at {info.signature_offset:#x}:")
+        for block, digest_ok in info.signature_blocks:
+            own = "verifies with its key" if block.verifies_with(block.public_key) else "DOES NOT verify"
+            match = "image digest matches" if digest_ok else "IMAGE DIGEST MISMATCH (image changed after signing)"
+            lines.append(f"  block {block.index}: {block.scheme}, key digest {block.key_digest.hex()}, {match}, {own}")
+    elif info.v1_signature is not None:
+        lines.append("Secure Boot V1 signature appended (64 bytes; verify with `verify-signature --version 1`)")
+    elif info.trailing:
+        lines.append(f"Trailing data: {len(info.trailing)} bytes after the image")
     desc = info.app_desc
     if desc is not None:
         lines += [

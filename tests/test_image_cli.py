@@ -131,3 +131,37 @@ def test_elf_reader_only_raises_project_error(tail: bytes, machine: int) -> None
         if chip.arch == elf.arch:
             with contextlib.suppress(EspSecureError):
                 elf_to_image(elf, chip, ImageOptions())
+
+
+SECURE = VECTORS / "esptool/secure_images"
+
+
+@pytest.mark.parametrize("scheme", ["rsa", "ecdsa192", "ecdsa256"])
+def test_reader_reports_v2_blocks_with_oracle_key_digests(tmp_path: Path, scheme: str) -> None:
+    from conftest import run_oracle
+
+    info = read_image((SECURE / f"bootloader_multi_signed_v2_{scheme}.bin").read_bytes())
+    expected = []
+    for suffix in ("", "2", "3"):
+        out = tmp_path / f"digest{suffix}.bin"
+        run_oracle("espsecure", "digest-sbv2-public-key", "--keyfile", SECURE / f"{scheme}_secure_boot_signing_key{suffix}.pem", "-o", out)
+        expected.append(out.read_bytes())
+    assert [block.key_digest for block, _ in info.signature_blocks] == expected
+    assert all(ok for _, ok in info.signature_blocks)
+    assert info.signature_offset % 4096 == 0
+
+
+def test_reader_flags_image_changed_after_signing(tmp_path: Path) -> None:
+    data = bytearray((SECURE / "bootloader_signed_v2_ecdsa256.bin").read_bytes())
+    data[0x30] ^= 0xFF
+    info = read_image(bytes(data))
+    assert [ok for _, ok in info.signature_blocks] == [False]
+    bad = tmp_path / "tampered.bin"
+    bad.write_bytes(bytes(data))
+    assert "IMAGE DIGEST MISMATCH" in run_cli("image-info", bad).stdout
+
+
+def test_reader_reports_v1_signature() -> None:
+    info = read_image((SECURE / "bootloader_signed.bin").read_bytes())
+    assert info.v1_signature is not None and len(info.v1_signature) == 64
+    assert not info.signature_blocks
