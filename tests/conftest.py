@@ -40,11 +40,26 @@ def run_oracle(tool: str, *args: str, cwd: str | os.PathLike[str] | None = None,
     return proc
 
 
-def run_cli(*args: str, cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``esp-secure`` as a separate process, as a user would."""
-    cmd = [sys.executable, "-m", "esp_secure_build", *map(str, args)]
+def run_cli(
+    *args: str | os.PathLike[str],
+    cwd: str | os.PathLike[str] | None = None,
+    env_extra: dict[str, str] | None = None,
+    allow_published_key: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run ``esp-secure`` as a separate process, as a user would (no terminal on stdin).
+
+    The vectors sign with esptool's published test keys, which a real release must
+    never use: ``sign-data`` gets ``--allow-published-key`` unless told otherwise.
+    """
+    argv = [str(a) for a in args]
+    command = next((a for a in argv if a in ("sign-data", "sign_data")), None)
+    if allow_published_key and command and "--allow-published-key" not in argv:
+        argv.insert(argv.index(command) + 1, "--allow-published-key")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    env.pop("ESP_SECURE_KEY_PASSPHRASE", None)
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "esp_secure_build", *argv]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import os
 import stat
 import struct
 import subprocess
-import sys
 import zlib
 
 import pytest
-from conftest import REPO, VECTORS, assert_one_line_error, run_oracle
+from conftest import VECTORS, assert_one_line_error, run_cli, run_oracle
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
@@ -27,13 +26,7 @@ UNSIGNED = SI / "bootloader_unsigned_v2.bin"
 SCHEME_FILES = {"rsa3072": "rsa", "ecdsa192": "ecdsa192", "ecdsa256": "ecdsa256", "ecdsa384": "ecdsa384"}
 
 
-def cli(*args, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    """Our CLI in a subprocess, no terminal on stdin, no inherited passphrase."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("ESP_SECURE_KEY_PASSPHRASE", None)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "esp_secure_build", *map(str, args)], capture_output=True,
-                          text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+cli = run_cli
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, VECTORS, assert_one_line_error, run_oracle
+from conftest import VECTORS, assert_one_line_error, run_cli, run_oracle
 
 from esp_secure_build.errors import EspSecureError
 from esp_secure_build.secure_boot import keys, v1, v2
@@ -23,11 +23,7 @@ UNSIGNED = SI / "bootloader_unsigned_v2.bin"
 SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
 
 
-def cli(*args, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "esp_secure_build", *map(str, args)], capture_output=True,
-                          text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+cli = run_cli
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

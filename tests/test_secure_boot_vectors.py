@@ -8,24 +8,17 @@ signature bytes.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO, VECTORS, assert_one_line_error, case_ids, load_cases, run_oracle
+from conftest import VECTORS, assert_one_line_error, case_ids, load_cases, run_cli, run_oracle
 
 from esp_secure_build.secure_boot import v2
 
 SECTOR = 4096
 
 
-def cli(*args: str, cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess:
-    """Our CLI in a subprocess with no terminal on stdin (no passphrase prompt can hang)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("ESP_SECURE_KEY_PASSPHRASE", None)
-    return subprocess.run([sys.executable, "-m", "esp_secure_build", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+cli = run_cli
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -39,6 +39,8 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         add_option(parser, "--signer-command", metavar="CMD",
                    help="external signer: run CMD to sign each digest (needs --pub-key)")  # fmt: skip
         add_option(parser, "--skip-padding", action="store_true", help="do not pad the data to 4096 bytes (V2)")
+        add_option(parser, "--allow-published-key", action="store_true",
+                   help="allow a publicly known test/example key (for tests only; refused by default)")  # fmt: skip
         parser.add_argument("datafile", help="file to sign")
     elif name == "verify-signature":
         add_option(parser, "--version", "-v", choices=("1", "2"), required=True, help="Secure Boot version")
@@ -147,6 +149,12 @@ def _sign_data(args: argparse.Namespace, chip: Chip | None) -> int:
         if version == 1:
             raise EspSecureError("Secure Boot V1 does not support signing with an HSM")
         chosen = [_hsm_signer(args)]
+
+    if not args.allow_published_key:
+        from ..secure_boot.published_keys import refuse_published
+
+        for i, signer in enumerate(chosen):
+            refuse_published(signer.public_key(), getattr(signer, "name", None) or f"signing key {i + 1}")
 
     if version == 1:
         if len(chosen) > 1:
