@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,13 +11,15 @@ from pathlib import Path
 
 from conftest import REPO
 
+STEP = re.compile(r"^[A-Z][A-Z0-9-]* \S+$")
+
 
 def copy_sample(dest: Path) -> Path:
     """Copy sample_project (and the checkout's site_scons next to it) into ``dest``.
 
     The package itself is linked, not copied, so the build uses this checkout's code.
     """
-    shutil.copytree(REPO / "sample_project", dest / "sample_project", ignore=shutil.ignore_patterns("build", ".sconsign*"))
+    shutil.copytree(REPO / "sample_project", dest / "sample_project", ignore=shutil.ignore_patterns("build", ".sconsign*", "keys"))
     shutil.copytree(REPO / "site_scons", dest / "site_scons")
     (dest / "esp_secure_build").symlink_to(REPO / "esp_secure_build")
     return dest / "sample_project"
@@ -32,5 +35,10 @@ def scons(project: Path, *args: str, env: dict[str, str] | None = None) -> subpr
 
 
 def steps(proc: subprocess.CompletedProcess) -> list[str]:
-    """The build steps SCons printed (one line each)."""
-    return [line for line in proc.stdout.splitlines() if line and not line.startswith("scons:")]
+    """The build steps SCons printed: one "LABEL target" line each (summaries are skipped)."""
+    return [line for line in proc.stdout.splitlines() if STEP.match(line)]
+
+
+def release_dir(project: Path, chip: str) -> Path:
+    """The sample's release folder for a chip (one per configuration)."""
+    return project / ("build/release" if chip == "esp32c3" else f"build/release-{chip}")

@@ -11,14 +11,14 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from sconsutil import copy_sample, scons
+from sconsutil import copy_sample, release_dir, scons
 
 from esp_secure_build.elf import read_elf, symbol_table
 from esp_secure_build.fileio import read_bytes
 from esp_secure_build.image import read_image
 
 HELPERS = Path(__file__).parent / "helpers"
-CONFIGS = {"esp32c3": ("riscv", "80m"), "esp32": ("xtensa", "40m")}
+CONFIGS = {"esp32c3": ("riscv", "80m"), "esp32c6": ("riscv", "80m"), "esp32": ("xtensa", "40m")}
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -33,7 +33,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def test_release_outputs(built: tuple[str, Path]) -> None:
     chip, project = built
     for name in ("bootloader", "app"):
-        info = read_image((project / f"build/release/{name}.bin").read_bytes())
+        info = read_image((release_dir(project, chip) / f"{name}.bin").read_bytes())
         assert info.chip is not None and info.chip.name == chip
         assert info.checksum_valid and info.digest_valid
     elf = read_elf(project / f"build/{chip}/app.elf")
@@ -42,7 +42,7 @@ def test_release_outputs(built: tuple[str, Path]) -> None:
 
 def test_app_descriptor_and_elf_sha(built: tuple[str, Path]) -> None:
     chip, project = built
-    app = project / "build/release/app.bin"
+    app = release_dir(project, chip) / "app.bin"
     elf_path = project / f"build/{chip}/app.elf"
     info = read_image(app.read_bytes())
     desc = info.app_desc
@@ -52,7 +52,7 @@ def test_app_descriptor_and_elf_sha(built: tuple[str, Path]) -> None:
     assert app.read_bytes()[0xB0 : 0xB0 + 32] == desc.app_elf_sha256
     # SOURCE_DATE_EPOCH=1764115200 is 2025-11-26 00:00:00 UTC
     assert (desc.date, desc.time) == ("Nov 26 2025", "00:00:00")
-    boot = read_image((project / "build/release/bootloader.bin").read_bytes()).bootloader_desc
+    boot = read_image((release_dir(project, chip) / "bootloader.bin").read_bytes()).bootloader_desc
     assert boot is not None and boot.version == 1 and boot.date_time == "Nov 26 2025 00:00:00"
 
 
@@ -63,7 +63,7 @@ def test_embedded_certificate_symbols(built: tuple[str, Path]) -> None:
     start, end = symbols["_binary_ca_cert_pem_start"], symbols["_binary_ca_cert_pem_end"]
     pem = (project / "src/ca_cert.pem").read_bytes()
     assert end - start == len(pem) + 1
-    info = read_image((project / "build/release/app.bin").read_bytes())
+    info = read_image((release_dir(project, chip) / "app.bin").read_bytes())
     seg = next(s for s in info.segments if s.addr <= start < s.addr + len(s.data))
     assert "DROM" in seg.memory_types
     assert seg.data[start - seg.addr : end - seg.addr] == pem + b"\0"
@@ -111,10 +111,13 @@ def test_every_option_matches_esptool(built: tuple[str, Path], tmp_path: Path) -
 
 
 def test_reproducible_across_checkouts(built: tuple[str, Path], tmp_path: Path) -> None:
-    """Same sources and SOURCE_DATE_EPOCH in another folder: identical images."""
+    """Same sources and SOURCE_DATE_EPOCH in another folder: identical images.
+
+    (Compared before signing: RSA-PSS signatures are randomised by design.)
+    """
     chip, project = built
     other = copy_sample(tmp_path)
     proc = scons(other, "release", f"ESP_CHIP={chip}")
     assert proc.returncode == 0, proc.stderr
-    for name in ("app", "bootloader"):
-        assert (other / f"build/release/{name}.bin").read_bytes() == (project / f"build/release/{name}.bin").read_bytes()
+    for name in ("app-unsigned", "bootloader-unsigned"):
+        assert (other / f"build/{chip}/{name}.bin").read_bytes() == (project / f"build/{chip}/{name}.bin").read_bytes()

@@ -32,11 +32,11 @@ def test_one_readable_line_per_step(tmp_path: Path) -> None:
     project = copy_sample(tmp_path)
     proc = scons(project, "release")
     lines = steps(proc)
-    assert "ESP-IMAGE build/release/app.bin" in lines
-    assert "ESP-IMAGE build/release/bootloader.bin" in lines
-    assert "ESP-APPDESC build/esp32c3/app_desc.S" in lines
-    assert all(len(line.split()) == 2 for line in lines), lines  # "LABEL target", never a function repr
-    assert not any("<function" in line or "(target, source, env)" in line for line in lines)
+    for step in ("ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin",
+                 "ESP-SIGN build/release/bootloader.bin", "ESP-APPDESC build/esp32c3/app_desc.S",
+                 "CC build/esp32c3/src/main.o", "LINK build/esp32c3/app.elf"):  # fmt: skip
+        assert step in lines
+    assert "<function" not in proc.stdout and "(target, source, env)" not in proc.stdout
 
 
 def test_editing_c_source_relinks_and_reimages_only_the_app(project: Path) -> None:
@@ -44,28 +44,32 @@ def test_editing_c_source_relinks_and_reimages_only_the_app(project: Path) -> No
     main_c.write_text(main_c.read_text().replace("boot_count = 1;", "boot_count = 2;"))
     proc = scons(project, "release")
     assert proc.returncode == 0, proc.stderr
-    assert steps(proc) == ["CC build/esp32c3/src/main.o", "LINK build/esp32c3/app.elf", "ESP-IMAGE build/release/app.bin"]
+    assert steps(proc) == ["CC build/esp32c3/src/main.o", "LINK build/esp32c3/app.elf",
+                           "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin"]  # fmt: skip
 
 
 def test_editing_certificate_reassembles_relinks_and_reimages(project: Path) -> None:
-    before = (project / "build/release/app.bin").read_bytes()
+    before = (project / "build/esp32c3/app-unsigned.bin").read_bytes()
     pem = project / "src/ca_cert.pem"
     pem.write_text(pem.read_text() + "\n")
     proc = scons(project, "release")
-    assert steps(proc) == ["AS build/esp32c3/src/ca_cert.o", "LINK build/esp32c3/app.elf", "ESP-IMAGE build/release/app.bin"]
-    assert (project / "build/release/app.bin").read_bytes() != before
+    assert steps(proc) == ["AS build/esp32c3/src/ca_cert.o", "LINK build/esp32c3/app.elf",
+                           "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin"]  # fmt: skip
+    assert (project / "build/esp32c3/app-unsigned.bin").read_bytes() != before
 
 
 def test_editing_linker_script_relinks(project: Path) -> None:
     script = project / "ld/esp32c3_bootloader.ld"
     script.write_text(script.read_text().replace("bootloader_stack_overhead = 0x2000;", "bootloader_stack_overhead = 0x2100;"))
     proc = scons(project, "release")
-    assert steps(proc) == ["LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/release/bootloader.bin"]
+    assert steps(proc) == ["LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
+                           "ESP-SIGN build/release/bootloader.bin"]  # fmt: skip
 
 
 def test_image_variable_reimages_without_compiling(project: Path) -> None:
     proc = scons(project, "release", "ESP_FLASH_MODE=qio")
-    assert sorted(steps(proc)) == ["ESP-IMAGE build/release/app.bin", "ESP-IMAGE build/release/bootloader.bin"]
+    assert sorted(steps(proc)) == ["ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
+                                   "ESP-SIGN build/release/app.bin", "ESP-SIGN build/release/bootloader.bin"]  # fmt: skip
     assert read_image((project / "build/release/app.bin").read_bytes()).flash_mode_name == "qio"
 
 
@@ -74,8 +78,10 @@ def test_descriptor_variable_rebuilds_descriptor_only(project: Path) -> None:
     proc = scons(project, "release", env=env)
     assert sorted(steps(proc)) == sorted([
         "ESP-APPDESC build/esp32c3/app_desc.S", "AS build/esp32c3/app_desc.o", "LINK build/esp32c3/app.elf",
-        "ESP-IMAGE build/release/app.bin", "ESP-APPDESC build/esp32c3/bootloader_desc.S",
-        "AS build/esp32c3/bootloader_desc.o", "LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/release/bootloader.bin",
+        "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin",
+        "ESP-APPDESC build/esp32c3/bootloader_desc.S", "AS build/esp32c3/bootloader_desc.o",
+        "LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
+        "ESP-SIGN build/release/bootloader.bin",
     ])  # fmt: skip
 
 

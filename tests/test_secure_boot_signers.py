@@ -5,11 +5,8 @@ Every image signed here is checked by espsecure's ``verify-signature``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from conftest import VECTORS, assert_one_line_error, run_cli, run_oracle
@@ -20,7 +17,6 @@ from esp_secure_build.secure_boot.signers import CommandSigner, LocalKeySigner, 
 
 SI = VECTORS / "esptool" / "secure_images"
 UNSIGNED = SI / "bootloader_unsigned_v2.bin"
-SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 cli = run_cli
@@ -29,43 +25,6 @@ cli = run_cli
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
     return proc
-
-
-# A stand-in for a remote signing service: signs the digest it is given with a key file.
-SIGNER_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-    key_path, mode = sys.argv[1], sys.argv[2]
-    digest = sys.stdin.buffer.read()
-    assert digest.hex() == sys.argv[3], "digest on stdin and in {digest} differ"
-    key = serialization.load_pem_private_key(open(key_path, "rb").read(), None)
-    algo = hashes.SHA384() if len(digest) == 48 else hashes.SHA256()
-    if isinstance(key, rsa.RSAPrivateKey):
-        sig = key.sign(digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(algo))
-    else:
-        sig = key.sign(digest, ec.ECDSA(utils.Prehashed(algo)))
-        if mode == "raw":
-            size = (key.curve.key_size + 7) // 8
-            r, s = utils.decode_dss_signature(sig)
-            sig = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    if mode == "fail":
-        sys.stderr.write("signing service said no\\n")
-        sys.exit(3)
-    if mode == "hex":
-        sys.stdout.write(sig.hex() + "\\n")
-    else:
-        sys.stdout.buffer.write(sig)
-    """
-)
-
-
-@pytest.fixture(scope="module")
-def signer_script(tmp_path_factory):  # type: ignore[no-untyped-def]
-    path = tmp_path_factory.mktemp("signer") / "sign.py"
-    path.write_text(SIGNER_SCRIPT)
-    return path
 
 
 @pytest.mark.parametrize(("key", "mode"), [("rsa", "bin"), ("ecdsa256", "hex"), ("ecdsa384", "raw"), ("ecdsa192", "bin")])
@@ -115,49 +74,6 @@ def test_precomputed_signature_for_other_data_refused():
 
 
 # --- PKCS#11 with SoftHSM2 ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A SoftHSM2 token in a temporary folder holding an RSA-3072 and an EC P-256 key pair."""
-    pkcs11 = pytest.importorskip(
-        "pkcs11", reason="python-pkcs11 is not installed (pip install python-pkcs11)", exc_type=ImportError
-    )
-    # Only a missing Python binding skips; a missing SoftHSM2 is a broken test machine.
-    if not (shutil.which("softhsm2-util") and os.path.exists(SOFTHSM_LIB)):
-        pytest.fail("SoftHSM2 is not installed: apt-get install softhsm2")
-    from pkcs11.util.ec import encode_named_curve_parameters
-
-    d = tmp_path_factory.mktemp("softhsm")
-    (d / "tokens").mkdir()
-    conf = d / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {d / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    old = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "esp-test", "--pin", "1234",
-                    "--so-pin", "5678"], check=True, capture_output=True)  # fmt: skip
-    lib = pkcs11.lib(SOFTHSM_LIB)
-    token = lib.get_token(token_label="esp-test")
-    slot = next(s.slot_id for s in lib.get_slots(token_present=True) if s.get_token().label == "esp-test")
-    with token.open(rw=True, user_pin="1234") as session:
-        session.generate_keypair(pkcs11.KeyType.RSA, 3072, label="sb-rsa", store=True)
-        params = session.create_domain_parameters(
-            pkcs11.KeyType.EC, {pkcs11.Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
-        )
-        params.generate_keypair(store=True, label="sb-ec")
-    configs = {}
-    for label in ("sb-rsa", "sb-ec"):
-        cfg = d / f"{label}.ini"
-        cfg.write_text(f"[hsm_config]\npkcs11_lib = {SOFTHSM_LIB}\nslot = {slot}\nlabel = {label}\ncredentials = 1234\n")
-        configs[label] = cfg
-    nopin = d / "nopin.ini"
-    nopin.write_text(f"[hsm_config]\npkcs11_lib = {SOFTHSM_LIB}\nslot = {slot}\nlabel = sb-ec\n")
-    configs["nopin"] = nopin
-    yield configs
-    if old is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = old
 
 
 @pytest.mark.parametrize(("label", "scheme"), [("sb-rsa", "rsa3072"), ("sb-ec", "ecdsa256")])

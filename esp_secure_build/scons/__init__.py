@@ -25,12 +25,19 @@ except ImportError:  # pragma: no cover - plain Python import without SCons
     pass
 
 
+# One module per group of builders, each with generate(env).
+BUILDER_MODULES = ("image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs")
+
+
 def generate(env: Any) -> None:
     """Add the esp-secure construction variables, builders and methods to ``env``."""
-    from . import image, toolchain
+    import importlib
+    import importlib.util
 
-    image.generate(env)
-    toolchain.generate(env)
+    for name in BUILDER_MODULES:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:  # not written yet
+            continue
+        importlib.import_module(f"{__name__}.{name}").generate(env)
 
 
 def exists(env: Any) -> bool:

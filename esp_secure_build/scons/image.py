@@ -151,6 +151,7 @@ def generate(env: Any) -> None:
         ESP_SECURE_VERSION=0,
         ESP_IMAGE_COMSTR="ESP-IMAGE $TARGET",
         ESP_APPDESC_COMSTR="ESP-APPDESC $TARGET",
+        INSTALLSTR="INSTALL $TARGET",
     )
     env["BUILDERS"]["EspImage"] = SCons.Builder.Builder(
         action=core_action(_build_image, "ESP_IMAGE_COMSTR", IMAGE_VARS),

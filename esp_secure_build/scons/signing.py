@@ -1,0 +1,304 @@
+"""Secure Boot builders: ``SignedImage``, ``EspBootloaderDigest`` (V1), ``EspSecureBootKeys``; ``env.EspDevSigningKey``.
+
+Construction variables (defaults in brackets):
+
+``ESP_SECURE_BOOT_VERSION`` [unset]
+    1 (ESP32 only: ECDSA P-256 app signature, reflashable bootloader digest) or 2.
+``ESP_SIGNING_KEYS`` [[]]
+    Where the keys live, one entry per key (up to 3 for V2, 1 for V1):
+
+    * a PEM/DER private key file (path or File node); a passphrase comes from
+      ``ESP_SECURE_KEY_PASSPHRASE`` or a prompt, never from the build files;
+    * ``{'pkcs11': 'hsm.ini'}``: a key in a PKCS#11 token, espsecure's config format
+      (the private key never leaves the token);
+    * ``{'command': 'sign-service --digest {digest}', 'public_key': 'pub.pem'}``: an
+      external signer (protocol in :class:`esp_secure_build.secure_boot.signers.CommandSigner`).
+
+    Key files, HSM configs and public keys are dependencies: changing one re-signs,
+    and nothing is recompiled.
+``ESP_ALLOW_PUBLISHED_KEY`` [False]
+    Publicly known test and example keys are refused unless this is set (tests only).
+``ESP_EXPECTED_KEY_DIGESTS`` [[]]
+    Hex SHA-256 public-key digests every signature block must carry: a CI gate that a
+    production build was signed by the production keys.
+``ESP_SIGN_COMSTR``, ``ESP_DIGEST_COMSTR``, ``ESP_PROVISION_COMSTR``
+    The one line printed per step.
+
+Every signature is verified right after it is made, before the output is written.
+RSA-PSS signatures are randomised by design, so a re-signed RSA image differs from
+the previous one; ECDSA signatures are deterministic (RFC 6979).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import SCons.Builder
+import SCons.Errors
+
+from ..chips import get_chip
+from ..errors import EspSecureError
+from ..fileio import read_bytes, write_atomic, write_text_atomic
+from .common import core_action, env_bool, env_int, env_str
+
+SIGN_VARS = [
+    "ESP_CHIP", "ESP_SECURE_BOOT_VERSION", "ESP_SIGNING_KEYS", "ESP_ALLOW_PUBLISHED_KEY", "ESP_EXPECTED_KEY_DIGESTS",
+]  # fmt: skip
+
+# Loaded keys by (path, size, mtime): an RSA-3072 load with validation costs ~0.1 s.
+_KEY_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def _path(env: Any, value: Any) -> str:
+    return env.File(value).abspath if isinstance(value, str) else value.abspath
+
+
+def key_specs(env: Any) -> list[dict[str, str]]:
+    """``ESP_SIGNING_KEYS`` normalised to dicts with absolute paths."""
+    raw = env.get("ESP_SIGNING_KEYS") or []
+    if isinstance(raw, (str, dict)) or hasattr(raw, "abspath"):
+        raw = [raw]
+    specs = []
+    for item in env.Flatten(raw) if not any(isinstance(i, dict) for i in raw) else raw:
+        if isinstance(item, dict):
+            if "pkcs11" in item:
+                specs.append({"pkcs11": _path(env, item["pkcs11"])})
+            elif "command" in item and "public_key" in item:
+                specs.append({"command": str(item["command"]), "public_key": _path(env, item["public_key"])})
+            else:
+                raise EspSecureError(
+                    f"ESP_SIGNING_KEYS entry {item!r}: use a key file, {{'pkcs11': cfg}} or "
+                    "{'command': cmd, 'public_key': pem}"
+                )
+        else:
+            specs.append({"file": _path(env, env.subst(item) if isinstance(item, str) else item)})
+    return specs
+
+
+def _dependencies(env: Any) -> list[Any]:
+    """Nodes whose contents decide the signatures: key files, HSM configs, public keys, commands."""
+    deps: list[Any] = []
+    for spec in key_specs(env):
+        if "file" in spec:
+            deps.append(env.File(spec["file"]))
+        elif "pkcs11" in spec:
+            deps.append(env.File(spec["pkcs11"]))
+        else:
+            deps += [env.File(spec["public_key"]), env.Value(spec["command"])]
+    return deps
+
+
+def signers(env: Any) -> list[Any]:
+    """One signer per ``ESP_SIGNING_KEYS`` entry, refusing published keys unless allowed."""
+    from ..secure_boot.keys import load_public_key
+    from ..secure_boot.published_keys import refuse_published
+    from ..secure_boot.signers import CommandSigner, LocalKeySigner, Pkcs11Signer
+
+    result = []
+    for spec in key_specs(env):
+        if "file" in spec:
+            st = os.stat(spec["file"]) if os.path.exists(spec["file"]) else None
+            key = (spec["file"], st.st_size, st.st_mtime_ns) if st else None
+            if key is None or key not in _KEY_CACHE:
+                signer = LocalKeySigner.from_file(spec["file"])
+                if key is not None:
+                    _KEY_CACHE[key] = signer
+            else:
+                signer = _KEY_CACHE[key]
+        elif "pkcs11" in spec:
+            signer = Pkcs11Signer.from_config_file(spec["pkcs11"])
+        else:
+            signer = CommandSigner(spec["command"], load_public_key(spec["public_key"]), name=spec["command"].split()[0])
+        if not env_bool(env, "ESP_ALLOW_PUBLISHED_KEY"):
+            refuse_published(signer.public_key(), getattr(signer, "name", None))
+        result.append(signer)
+    if not result:
+        raise EspSecureError("ESP_SIGNING_KEYS is empty: name the key file(s), PKCS#11 config or external signer")
+    return result
+
+
+def _version(env: Any) -> int:
+    version = env_int(env, "ESP_SECURE_BOOT_VERSION", 0)
+    if version not in (1, 2):
+        raise EspSecureError(f"ESP_SECURE_BOOT_VERSION must be 1 or 2 to sign, not {version!r}")
+    return version
+
+
+def _expected_digests(env: Any) -> list[bytes]:
+    values = env.get("ESP_EXPECTED_KEY_DIGESTS") or []
+    try:
+        return [bytes.fromhex(env.subst(str(v))) for v in env.Flatten(values)]
+    except ValueError:
+        raise EspSecureError("ESP_EXPECTED_KEY_DIGESTS holds something that is not a hex digest") from None
+
+
+def sign_image(data: bytes, env: Any, path: str) -> bytes:
+    """Sign ``data`` as the construction variables say, and verify what was made."""
+    from ..secure_boot import v1, v2
+    from ..secure_boot.keys import public_key_digest
+
+    chip = get_chip(env_str(env, "ESP_CHIP"))
+    version = _version(env)
+    chosen = signers(env)
+    expected = _expected_digests(env)
+    if version == 1:
+        if not chip.secure_boot_v1:
+            raise EspSecureError(f"{chip.title} has no Secure Boot V1 (ESP32 only); set ESP_SECURE_BOOT_VERSION=2")
+        if len(chosen) != 1:
+            raise EspSecureError(f"Secure Boot V1 signs with exactly one key, not {len(chosen)}")
+        signed = v1.sign(data, chosen[0])
+        v1.verify(signed, chosen[0].public_key(), path)
+        if expected and public_key_digest(chosen[0].public_key()) not in expected:
+            raise EspSecureError("the V1 signing key is not one of ESP_EXPECTED_KEY_DIGESTS", path)
+        return signed
+    signed = v2.sign(data, chosen, chip=chip, path=path)
+    # Every block must be one we made, with the key we meant, over these bytes.
+    v2.verify(signed, expect_digests=[public_key_digest(s.public_key()) for s in chosen], path=path)
+    if expected:
+        v2.verify(signed, expect_digests=expected, path=path)
+    return signed
+
+
+def _build_signed(target: Any, source: Any, env: Any) -> None:
+    src = source[0].get_abspath()
+    write_atomic(target[0].get_abspath(), sign_image(read_bytes(src, "image"), env, src))
+
+
+def _signed_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
+    return target, source[:1] + _dependencies(env)
+
+
+def _build_bootloader_digest(target: Any, source: Any, env: Any) -> None:
+    """V1 reflashable mode: hardware key = SHA-256 of the signing key; digest image for offset 0x0."""
+    from ..secure_boot import v1
+    from ..secure_boot.keys import digest_private_key
+
+    if _version(env) != 1:
+        raise EspSecureError("EspBootloaderDigest is for Secure Boot V1 (ESP_SECURE_BOOT_VERSION=1)")
+    chosen = signers(env)
+    private = getattr(chosen[0], "private_key", None)
+    if private is None:
+        raise EspSecureError("Secure Boot V1 reflashable mode needs the signing key as a local key file")
+    hw_key = digest_private_key(private, 256)
+    src = source[0].get_abspath()
+    digested = v1.digest_secure_bootloader(read_bytes(src, "bootloader image"), hw_key, None, src)
+    write_atomic(target[1].get_abspath(), hw_key, mode=0o600)
+    write_atomic(target[0].get_abspath(), digested)
+
+
+def _bootloader_digest_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
+    key_file = env.File(os.path.join(os.path.dirname(target[0].get_abspath()), "secure-bootloader-key-256.bin"))
+    env.NoCache(key_file)  # the eFuse key is a secret: never in a shared cache
+    return [target[0], key_file], source[:1] + _dependencies(env)
+
+
+def _efuse_lines(chip: Any, version: int, pub_files: list[str], hw_key_file: str | None) -> list[str]:
+    if version == 1:
+        return [f"espefuse --chip {chip.name} burn-key secure_boot_v1 {hw_key_file}"]
+    if chip.name in ("esp32", "esp32c2"):  # one fixed key block (BLOCK2 / BLOCK3)
+        return [f"espefuse --chip {chip.name} burn-key-digest {pub_files[0]}"]
+    args = " ".join(f"BLOCK_KEY{i} {pub} SECURE_BOOT_DIGEST{i}" for i, pub in enumerate(pub_files))
+    return [f"espefuse --chip {chip.name} burn-key-digest {args}"]
+
+
+def _build_provisioning(target: Any, source: Any, env: Any) -> None:
+    from ..secure_boot.keys import public_key_digest, public_key_pem
+
+    chip = get_chip(env_str(env, "ESP_CHIP"))
+    version = _version(env)
+    chosen = signers(env)
+    summary = [f"Secure Boot V{version} on {chip.title}: {len(chosen)} key(s)"]
+    if env_bool(env, "ESP_DEVELOPMENT_KEYS"):
+        summary.append("WARNING: signed with DEVELOPMENT keys generated by the build; never ship them")
+    pubs = target[1:]
+    for i, signer in enumerate(chosen):
+        pub, digest = pubs[2 * i], pubs[2 * i + 1]
+        write_atomic(pub.get_abspath(), public_key_pem(signer.public_key()))
+        write_atomic(digest.get_abspath(), public_key_digest(signer.public_key()))
+        name = getattr(signer, "name", "?")
+        name = os.path.relpath(name) if os.path.isabs(name) else name
+        summary.append(f"  key {i}: {name}, public-key digest {public_key_digest(signer.public_key()).hex()}")
+    hw_key = env_str(env, "ESP_V1_KEY_FILE") or None
+    pub_names = [os.path.relpath(pubs[2 * i].get_abspath()) for i in range(len(chosen))]
+    summary.append("Burn into eFuse (not run by the build; irreversible):")
+    summary += ["  " + line for line in _efuse_lines(chip, version, pub_names, hw_key)]
+    text = "\n".join(summary) + "\n"
+    write_text_atomic(target[0].get_abspath(), text)
+    sys.stdout.write(text)
+
+
+def _provisioning_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
+    folder = os.path.dirname(target[0].get_abspath())
+    extra = []
+    for i in range(len(key_specs(env))):
+        extra += [env.File(os.path.join(folder, f"secure_boot_key{i}.pub.pem")),
+                  env.File(os.path.join(folder, f"secure_boot_key{i}_digest.bin"))]  # fmt: skip
+    return [target[0], *extra], _dependencies(env)
+
+
+def make_dev_signing_key(path: str, version: int, scheme: str | None, chip: Any = None) -> bool:
+    """Create a development signing key at ``path`` unless one is there; True when created."""
+    from ..secure_boot.keys import check_scheme, generate_signing_key
+
+    if os.path.exists(path):
+        return False
+    scheme = "ecdsa256" if version == 1 else (scheme or "rsa3072")
+    check_scheme(scheme, version, chip, path)  # no key the chip could never verify
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    generate_signing_key(path, version, scheme)
+    banner = "!" * 78
+    sys.stdout.write(
+        f"{banner}\n!! DEVELOPMENT signing key created: {os.path.relpath(path)} ({scheme}).\n"
+        "!! Devices whose eFuses hold its digest accept anything signed with it. Never use it in production:\n"
+        "!! set ESP_SIGNING_KEYS to your production key(s), HSM or signing service.\n"
+        f"{banner}\n"
+    )
+    return True
+
+
+def generate(env: Any) -> None:
+    env.SetDefault(
+        ESP_SIGNING_KEYS=[],
+        ESP_ALLOW_PUBLISHED_KEY=False,
+        ESP_EXPECTED_KEY_DIGESTS=[],
+        ESP_SIGN_COMSTR="ESP-SIGN $TARGET",
+        ESP_DIGEST_COMSTR="ESP-DIGEST $TARGET",
+        ESP_PROVISION_COMSTR="ESP-PROVISION $TARGET",
+    )
+    env["BUILDERS"]["SignedImage"] = SCons.Builder.Builder(
+        action=core_action(_build_signed, "ESP_SIGN_COMSTR", SIGN_VARS),
+        emitter=_signed_emitter,
+        suffix=".bin",
+    )
+    env["BUILDERS"]["EspBootloaderDigest"] = SCons.Builder.Builder(
+        action=core_action(_build_bootloader_digest, "ESP_DIGEST_COMSTR", SIGN_VARS),
+        emitter=_bootloader_digest_emitter,
+        suffix=".bin",
+    )
+    env["BUILDERS"]["EspSecureBootKeys"] = SCons.Builder.Builder(
+        action=core_action(_build_provisioning, "ESP_PROVISION_COMSTR", [*SIGN_VARS, "ESP_DEVELOPMENT_KEYS", "ESP_V1_KEY_FILE"]),
+        emitter=_provisioning_emitter,
+        suffix=".txt",
+    )
+    env.AddMethod(_dev_signing_key, "EspDevSigningKey")
+
+
+def _dev_signing_key(env: Any, target: str) -> Any:
+    """A development signing key: made when the SConstruct is read if missing, then kept.
+
+    It is a source, not a build target: a target would be "rebuilt" whenever this
+    package's code or a variable changed, and a signing key must never be
+    replaced behind the user's back. ``scons -c`` leaves it alone; deleting the file
+    is the explicit way to get a new one.
+    """
+    node = env.File(target)
+    if not env.GetOption("clean") and not env.GetOption("help"):
+        try:
+            chip = get_chip(env_str(env, "ESP_CHIP"))
+            make_dev_signing_key(node.abspath, _version(env), env_str(env, "ESP_DEV_KEY_SCHEME") or None, chip)
+        except EspSecureError as exc:
+            raise SCons.Errors.UserError(str(exc)) from None
+    env["ESP_DEVELOPMENT_KEYS"] = True
+    return node
