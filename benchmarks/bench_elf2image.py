@@ -14,6 +14,7 @@ Outputs are compared too: a benchmark of wrong bytes is worthless.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -83,7 +84,9 @@ def main() -> None:
     if vectors.exists():
         inputs.append(("esp32", vectors))
 
-    ours_cli = _command("esp-secure", "esp_secure_build")
+    # Our CLI from this checkout (not an installed copy); the reference as installed.
+    ours_cli = [sys.executable, "-m", "esp_secure_build"]
+    os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
     esptool_cli = _command("esptool", "esptool")
     print(f"{'input':<34}{'size':>9}{'in-process':>12}{'our CLI':>10}{'esptool CLI':>13}{'esptool in-proc':>17}"
           f"{'CLI ratio':>11}{'in-proc ratio':>15}")

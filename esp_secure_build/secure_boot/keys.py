@@ -124,14 +124,18 @@ def load_private_key_bytes(data: bytes, path: PathLike | None = None, password: 
     loader = serialization.load_pem_private_key if b"-----BEGIN" in data else serialization.load_der_private_key
     if password is None and _looks_encrypted(data):
         password = _passphrase(label)
+    # RSA key validation costs ~85 ms per load, most of a CLI call. It is not needed
+    # for safety here: every signature is verified with the public key before it is
+    # used (signers and v1/v2.sign), so an inconsistent key can never produce output.
+    fast = {"unsafe_skip_rsa_key_validation": True}
     try:
-        key = loader(data, password=password)
+        key = loader(data, password=password, **fast)
     except TypeError:
         # Encrypted DER (PKCS#8) is not marked in the text: ask now.
         if password is not None:
             raise EspSecureError("private key is not encrypted but a passphrase was given", path) from None
         try:
-            key = loader(data, password=_passphrase(label))
+            key = loader(data, password=_passphrase(label), **fast)
         except ValueError:
             raise EspSecureError("cannot decrypt private key (wrong passphrase?)", path) from None
     except ValueError:
