@@ -48,14 +48,34 @@ def test_editing_c_source_relinks_and_reimages_only_the_app(project: Path) -> No
                            "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin"]  # fmt: skip
 
 
-def test_editing_certificate_reassembles_relinks_and_reimages(project: Path) -> None:
+def test_certificate_edits(project: Path) -> None:
+    """A whitespace edit stops at the normalized PEM; a new certificate reaches the signed image."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     before = (project / "build/esp32c3/app-unsigned.bin").read_bytes()
     pem = project / "src/ca_cert.pem"
-    pem.write_text(pem.read_text() + "\n")
+    pem.write_text(pem.read_text().replace("\n", "\r\n") + "\n\n")
+    assert steps(scons(project, "release")) == ["CA-CERT build/esp32c3/ca_cert.pem"]
+    assert (project / "build/esp32c3/app-unsigned.bin").read_bytes() == before
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Another Root CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365 * 20))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     proc = scons(project, "release")
-    assert steps(proc) == ["AS build/esp32c3/src/ca_cert.o", "LINK build/esp32c3/app.elf",
-                           "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin"]  # fmt: skip
-    assert (project / "build/esp32c3/app-unsigned.bin").read_bytes() != before
+    assert steps(proc) == ["CA-CERT build/esp32c3/ca_cert.pem", "EMBED build/esp32c3/ca_cert.pem.S", "AS build/esp32c3/ca_cert.pem.o",
+                           "LINK build/esp32c3/app.elf", "ESP-IMAGE build/esp32c3/app-unsigned.bin",
+                           "ESP-SIGN build/release/app.bin"]  # fmt: skip
 
 
 def test_editing_linker_script_relinks(project: Path) -> None:
