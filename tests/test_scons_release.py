@@ -1,0 +1,139 @@
+"""The sample's full release: flash-encrypted artifacts, NVS, factory image and flash arguments, against the oracles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_oracle
+from sconsutil import copy_sample, release_dir, scons, steps
+
+# The sample's partitions.csv places these (the table itself sits at 0x8000).
+C3_LAYOUT = {"bootloader.bin": 0x0, "partition-table.bin": 0x8000, "nvs_keys.bin": 0xF000, "app.bin": 0x10000}
+
+
+@pytest.fixture(scope="module")
+def c3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_sample(tmp_path_factory.mktemp("release_c3"))
+    proc = scons(project, "release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return project
+
+
+def _plain(project: Path, name: str) -> Path:
+    rel = release_dir(project, "esp32c3")
+    return project / "keys/esp32c3_nvs_keys.bin" if name == "nvs_keys.bin" else rel / name
+
+
+def test_encrypted_artifacts_match_espsecure(c3: Path, tmp_path: Path) -> None:
+    key = c3 / "keys/esp32c3_flash_encryption_key.bin"
+    assert oct(key.stat().st_mode & 0o777) == "0o600" and key.stat().st_size == 32
+    for name, address in C3_LAYOUT.items():
+        ref = tmp_path / name
+        run_oracle("espsecure", "encrypt-flash-data", "--aes-xts", "--keyfile", key, "--address", hex(address),
+                   "--output", ref, _plain(c3, name))  # fmt: skip
+        assert (c3 / "build/release/encrypted" / name).read_bytes() == ref.read_bytes(), name
+
+
+def test_factory_image_is_esptool_merge_of_flash_args(c3: Path, tmp_path: Path) -> None:
+    rel = c3 / "build/release"
+    for fmt, suffix in (("raw", "bin"), ("hex", "hex")):
+        out = tmp_path / f"merged.{suffix}"
+        run_oracle("esptool", "--chip", "esp32c3", "merge-bin", "--format", fmt, "-o", out, "@flash_args", cwd=rel)
+        assert (rel / f"factory-encrypted.{suffix}").read_bytes() == out.read_bytes()
+    assert "0x9000 nvs.bin" in (rel / "flash_args").read_text()
+
+
+def test_nvs_matches_reference_generator(c3: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nvs.bin"
+    run_oracle("esp_idf_nvs_partition_gen", "encrypt", "nvs.csv", out, "0x6000", "--inputkey",
+               c3 / "keys/esp32c3_nvs_keys.bin", cwd=c3)  # fmt: skip
+    assert (c3 / "build/release/nvs.bin").read_bytes() == out.read_bytes()
+
+
+def test_flash_encryption_key_change_reencrypts_only(c3: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other_key.bin"
+    other.write_bytes(os.urandom(32))
+    other.chmod(0o600)
+    proc = scons(c3, "release", f"ESP_FLASH_ENCRYPTION_KEY={other}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(steps(proc)) == sorted(
+        [f"ESP-ENCRYPT build/release/encrypted/{n}" for n in C3_LAYOUT] + ["ESP-FACTORY build/release/factory-encrypted.bin"]
+    )
+    ref = tmp_path / "app.enc"
+    run_oracle("espsecure", "encrypt-flash-data", "--aes-xts", "--keyfile", other, "--address", "0x10000",
+               "--output", ref, c3 / "build/release/app.bin")  # fmt: skip
+    assert (c3 / "build/release/encrypted/app.bin").read_bytes() == ref.read_bytes()
+    assert scons(c3, "release").returncode == 0  # back to the development key
+
+
+def test_esp32_release_v1_and_aes(tmp_path: Path) -> None:
+    project = copy_sample(tmp_path)
+    proc = scons(project, "release", "ESP_CHIP=esp32")
+    assert proc.returncode == 0, proc.stderr
+    rel, key = release_dir(project, "esp32"), project / "keys/esp32_flash_encryption_key.bin"
+    for name, plain, address in (("bootloader.bin", rel / "bootloader-reflash-digest.bin", 0x0),
+                                 ("partition-table.bin", rel / "partition-table.bin", 0x8000),
+                                 ("nvs_keys.bin", project / "keys/esp32_nvs_keys.bin", 0xF000),
+                                 ("app.bin", rel / "app.bin", 0x10000)):  # fmt: skip
+        data = plain.read_bytes()
+        padded = tmp_path / f"{name}.plain"
+        # espsecure pads a short tail with random bytes; we pad with 0xFF (erased flash).
+        padded.write_bytes(data + b"\xff" * (-len(data) % 16))
+        ref = tmp_path / name
+        run_oracle("espsecure", "encrypt-flash-data", "--keyfile", key, "--address", hex(address), "--output", ref, padded)
+        assert (rel / "encrypted" / name).read_bytes() == ref.read_bytes(), name
+
+
+def test_no_plaintext_key_in_cache_dir(tmp_path: Path) -> None:
+    project = copy_sample(tmp_path)
+    sconstruct = project / "SConstruct"
+    sconstruct.write_text(sconstruct.read_text() + "\nCacheDir('cache')\n")
+    assert scons(project, "release", "ESP_CHIP=esp32").returncode == 0
+    secrets = {p.read_bytes() for p in (project / "keys").iterdir()}
+    secrets.add((release_dir(project, "esp32") / "secure-bootloader-key-256.bin").read_bytes())
+    cached = [p for p in (project / "cache").rglob("*") if p.is_file()]
+    assert cached, "the cache should hold the other build outputs"
+    assert not [p for p in cached if p.read_bytes() in secrets]
+
+
+def _throwaway(folder: Path, csv: str, body: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "partitions.csv").write_text(csv)
+    (folder / "key.bin").write_bytes(bytes(range(32)))
+    (folder / "SConstruct").write_text(
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+        "env.Tool('esp_secure')\n"
+        "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='key.bin')\n"
+        "env['ESP_PARTITION_TABLE'] = env.PartitionTable('table.bin', 'partitions.csv')\n" + body
+    )
+    return folder
+
+
+CSV = "nvs, data, nvs, 0x9000, 0x6000,\nfactory, app, factory, 0x10000, 0x10000,\n"
+
+
+@pytest.mark.parametrize(
+    ("csv", "body", "needles"),
+    [
+        (CSV, "env.EncryptedImage('out.bin', 'big.bin', partition='factory')\n", ["big.bin", "larger than 'factory'"]),
+        (CSV, "env.EncryptedImage('out.bin', 'key.bin', partition='nvs')\n", ["not flash-encrypted", "NVS"]),
+        (CSV, "env.EncryptedImage('out.bin', 'key.bin', partition='nope')\n", ["no partition named 'nope'"]),
+        (CSV.replace("0x9000", "0x9001"), "env.EncryptedImage('out.bin', 'key.bin', partition='factory')\n", ["partitions.csv"]),
+        (CSV, "env['ESP_FLASH_ENCRYPTION_KEY'] = 'short.bin'\nenv.EncryptedImage('out.bin', 'key.bin', partition='factory')\n",
+         ["short.bin", "key"]),
+    ],
+    ids=["too-large", "nvs-data", "unknown-partition", "bad-csv", "key-length"],
+)
+def test_release_errors_are_one_line(tmp_path: Path, csv: str, body: str, needles: list[str]) -> None:
+    folder = _throwaway(tmp_path / "p", csv, body)
+    (folder / "short.bin").write_bytes(bytes(20))
+    (folder / "big.bin").write_bytes(bytes(0x10010))
+    proc = scons(folder)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (folder / "out.bin").exists()
