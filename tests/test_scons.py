@@ -165,3 +165,36 @@ def test_build_error_is_one_line_without_partial_output(tmp_path: Path) -> None:
     assert len(errors) == 1 and "broken.elf" in errors[0] and "Traceback" not in proc.stderr
     assert not (folder / "fw.bin").exists()
     assert not list(folder.glob(".fw.bin.*"))
+
+
+@pytest.mark.parametrize("chip", list(__import__("esp_secure_build.chips", fromlist=["CHIPS"]).CHIPS))
+def test_toolchain_for_every_chip(tmp_path: Path, chip: str) -> None:
+    """EspToolchain picks the right compiler and flags for each chip; esptool agrees on the image."""
+    from conftest import run_oracle
+
+    from esp_secure_build.chips import get_chip
+    from esp_secure_build.elf import read_elf
+
+    info = get_chip(chip)
+    iram = next(start for start, _end, name in info.memory_map if name == "IRAM") + 0x4000
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "app.c").write_text(
+        "static volatile unsigned counter;\n"
+        '__attribute__((section(".iram1"))) void call_start_cpu0(void) { for (;;) { counter++; } }\n'
+    )
+    (folder / "app.ld").write_text(
+        f"ENTRY(call_start_cpu0)\nSECTIONS {{ .iram0.text {iram:#x} : {{ *(.literal .literal.* .iram1 .iram1.*) }}\n"
+        "  .dram0.bss (NOLOAD) : { *(.bss .bss.* .sbss .sbss.*) } /DISCARD/ : { *(.comment .eh_frame) } }\n"
+    )
+    (folder / "SConstruct").write_text(
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+        f"env.Tool('esp_secure')\nenv.Replace(ESP_CHIP={chip!r})\nenv.EspToolchain()\n"
+        "elf = env.EspProgram('fw.elf', ['app.c'], 'app.ld')\nenv.EspImage('fw.bin', elf)\n"
+    )
+    proc = scons(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_elf(folder / "fw.elf").arch == info.arch
+    ref = tmp_path / "ref.bin"
+    run_oracle("esptool", "--chip", chip, "elf2image", "--flash-mode", "dio", "--flash-size", "4MB", "-o", ref, folder / "fw.elf")
+    assert (folder / "fw.bin").read_bytes() == ref.read_bytes()
