@@ -137,3 +137,25 @@ def test_release_errors_are_one_line(tmp_path: Path, csv: str, body: str, needle
     for needle in needles:
         assert needle in lines[0], lines[0]
     assert not (folder / "out.bin").exists()
+
+
+def test_manifest_describes_the_release(c3: Path) -> None:
+    import hashlib
+    import json
+
+    rel = c3 / "build/release"
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["chip"] == "esp32c3" and manifest["flash_encryption"] == "XTS-AES-128"
+    assert {item["region"]: int(item["offset"], 16) for item in manifest["flash"]} == {
+        "bootloader": 0x0, "partition-table": 0x8000, "nvs": 0x9000, "nvs_keys": 0xF000, "factory": 0x10000,
+    }  # fmt: skip
+    for item in manifest["flash"] + manifest["artifacts"]:
+        assert hashlib.sha256((rel / item["file"]).read_bytes()).hexdigest() == item["sha256"], item["file"]
+    key_digest = (rel / "secure_boot_key0_digest.bin").read_bytes().hex()
+    app = manifest["images"]["app.bin"]
+    assert app["app"]["project_name"] == "sample_project" and app["app"]["secure_version"] == 1
+    assert app["secure_boot_v2"] == [{"scheme": "rsa3072", "public_key_digest": key_digest, "digest_matches": True}]
+    assert manifest["certificates"][0]["certificates"][0]["subject"].startswith("CN=esp-secure-build Sample Root CA")
+    text = (rel / "manifest.json").read_text()
+    for key in (c3 / "keys").iterdir():  # no key material, in any spelling
+        assert key.read_bytes().hex() not in text
