@@ -12,6 +12,12 @@ from sconsutil import copy_sample, scons, steps
 
 from esp_secure_build.image import read_image
 
+# What a changed app or bootloader image carries along after signing.
+APP_TAIL = ["ESP-ENCRYPT build/release/encrypted/app.bin", "ESP-FACTORY build/release/factory-encrypted.bin",
+            "ESP-MANIFEST build/release/manifest.json"]  # fmt: skip
+BOOT_TAIL = ["ESP-ENCRYPT build/release/encrypted/bootloader.bin", "ESP-FACTORY build/release/factory-encrypted.bin",
+             "ESP-MANIFEST build/release/manifest.json"]  # fmt: skip
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
@@ -45,7 +51,7 @@ def test_editing_c_source_relinks_and_reimages_only_the_app(project: Path) -> No
     proc = scons(project, "release")
     assert proc.returncode == 0, proc.stderr
     assert steps(proc) == ["CC build/esp32c3/src/main.o", "LINK build/esp32c3/app.elf",
-                           "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin"]  # fmt: skip
+                           "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin", *APP_TAIL]  # fmt: skip
 
 
 def test_certificate_edits(project: Path) -> None:
@@ -75,7 +81,7 @@ def test_certificate_edits(project: Path) -> None:
     proc = scons(project, "release")
     assert steps(proc) == ["CA-CERT build/esp32c3/ca_cert.pem", "EMBED build/esp32c3/ca_cert.pem.S", "AS build/esp32c3/ca_cert.pem.o",
                            "LINK build/esp32c3/app.elf", "ESP-IMAGE build/esp32c3/app-unsigned.bin",
-                           "ESP-SIGN build/release/app.bin"]  # fmt: skip
+                           "ESP-SIGN build/release/app.bin", *APP_TAIL]  # fmt: skip
 
 
 def test_editing_linker_script_relinks(project: Path) -> None:
@@ -83,13 +89,14 @@ def test_editing_linker_script_relinks(project: Path) -> None:
     script.write_text(script.read_text().replace("bootloader_stack_overhead = 0x2000;", "bootloader_stack_overhead = 0x2100;"))
     proc = scons(project, "release")
     assert steps(proc) == ["LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
-                           "ESP-SIGN build/release/bootloader.bin"]  # fmt: skip
+                           "ESP-SIGN build/release/bootloader.bin", *BOOT_TAIL]  # fmt: skip
 
 
 def test_image_variable_reimages_without_compiling(project: Path) -> None:
     proc = scons(project, "release", "ESP_FLASH_MODE=qio")
-    assert sorted(steps(proc)) == ["ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
-                                   "ESP-SIGN build/release/app.bin", "ESP-SIGN build/release/bootloader.bin"]  # fmt: skip
+    assert sorted(steps(proc)) == sorted({*APP_TAIL, *BOOT_TAIL, "ESP-IMAGE build/esp32c3/app-unsigned.bin",
+                                          "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
+                                          "ESP-SIGN build/release/app.bin", "ESP-SIGN build/release/bootloader.bin"})  # fmt: skip
     assert read_image((project / "build/release/app.bin").read_bytes()).flash_mode_name == "qio"
 
 
@@ -101,7 +108,7 @@ def test_descriptor_variable_rebuilds_descriptor_only(project: Path) -> None:
         "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin",
         "ESP-APPDESC build/esp32c3/bootloader_desc.S", "AS build/esp32c3/bootloader_desc.o",
         "LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
-        "ESP-SIGN build/release/bootloader.bin",
+        "ESP-SIGN build/release/bootloader.bin", *sorted(set(APP_TAIL + BOOT_TAIL)),
     ])  # fmt: skip
 
 
