@@ -119,9 +119,13 @@ def signer_script(tmp_path_factory):  # type: ignore[no-untyped-def]
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def softhsm(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A SoftHSM2 token in a temporary folder holding an RSA-3072 and an EC P-256 key pair."""
+    """A SoftHSM2 token in a temporary folder holding an RSA-3072 and an EC P-256 key pair.
+
+    One per test session: python-pkcs11 loads the library once per process, and the
+    library reads SOFTHSM2_CONF only then.
+    """
     pkcs11 = pytest.importorskip(
         "pkcs11", reason="python-pkcs11 is not installed (pip install python-pkcs11)", exc_type=ImportError
     )

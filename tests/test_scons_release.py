@@ -59,7 +59,8 @@ def test_flash_encryption_key_change_reencrypts_only(c3: Path, tmp_path: Path) -
     proc = scons(c3, "release", f"ESP_FLASH_ENCRYPTION_KEY={other}")
     assert proc.returncode == 0, proc.stderr
     assert sorted(steps(proc)) == sorted(
-        [f"ESP-ENCRYPT build/release/encrypted/{n}" for n in C3_LAYOUT] + ["ESP-FACTORY build/release/factory-encrypted.bin"]
+        [f"ESP-ENCRYPT build/release/encrypted/{n}" for n in C3_LAYOUT]
+        + ["ESP-FACTORY build/release/factory-encrypted.bin", "ESP-MANIFEST build/release/manifest.json"]
     )
     ref = tmp_path / "app.enc"
     run_oracle("espsecure", "encrypt-flash-data", "--aes-xts", "--keyfile", other, "--address", "0x10000",
