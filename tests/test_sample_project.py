@@ -67,6 +67,10 @@ def test_embedded_certificate_symbols(built: tuple[str, Path]) -> None:
     seg = next(s for s in info.segments if s.addr <= start < s.addr + len(s.data))
     assert "DROM" in seg.memory_types
     assert seg.data[start - seg.addr : end - seg.addr] == pem + b"\0"
+    # ESP-IDF's length symbol holds the size without the NUL, as a 32-bit word.
+    length_at = symbols["ca_cert_pem_length"]
+    seg = next(s for s in info.segments if s.addr <= length_at < s.addr + len(s.data))
+    assert int.from_bytes(seg.data[length_at - seg.addr : length_at - seg.addr + 4], "little") == len(pem)
 
 
 ELF2IMAGE_OPTIONS = [
