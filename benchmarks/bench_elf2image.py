@@ -20,13 +20,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
+
+from _timing import median_ms  # noqa: E402
 
 from esp_secure_build.chips import get_chip  # noqa: E402
 from esp_secure_build.elf import read_elf  # noqa: E402
@@ -47,13 +49,6 @@ print(statistics.median(times))
 """
 
 
-def _median_ms(func, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
 
 
 def _convert(elf_path: Path, chip: object, options: ImageOptions) -> bytes:
@@ -95,13 +90,13 @@ def main() -> None:
         chip = get_chip(chip_name)
         options = ImageOptions(flash_mode="dio", flash_size="4MB")
         ours_bytes = elf_to_image(read_elf(elf_path), chip, options)
-        inproc = _median_ms(partial(_convert, elf_path, chip, options), args.runs * 5)
+        inproc = median_ms(partial(_convert, elf_path, chip, options), args.runs * 5)
         out_ours, out_ref = work / "ours.bin", work / "ref.bin"
         common = ["--chip", chip_name, "elf2image", "--flash-mode", "dio", "--flash-size", "4MB"]
         ours_cmd = [*ours_cli, *common, "-o", str(out_ours), str(elf_path)]
         ref_cmd = [*esptool_cli, *common, "-o", str(out_ref), str(elf_path)]
-        cli = _median_ms(partial(subprocess.run, ours_cmd, check=True, capture_output=True), args.runs)
-        ref = _median_ms(partial(subprocess.run, ref_cmd, check=True, capture_output=True), args.runs)
+        cli = median_ms(partial(subprocess.run, ours_cmd, check=True, capture_output=True), args.runs)
+        ref = median_ms(partial(subprocess.run, ref_cmd, check=True, capture_output=True), args.runs)
         if not (out_ours.read_bytes() == out_ref.read_bytes() == ours_bytes):
             sys.exit(f"outputs differ for {elf_path}")
         ref_inproc = float(subprocess.run([sys.executable, "-c", ESPTOOL_INPROCESS, chip_name, str(elf_path), str(args.runs * 5)],

@@ -27,6 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _timing import median_ms  # noqa: E402
 
 from esp_secure_build.nvs import generate_partition  # noqa: E402
 
@@ -42,13 +45,6 @@ cert_sha256,data,hex2bin
 """
 
 
-def _median_ms(func, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -66,9 +62,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_nvs_"))
 
     # 1. one partition
-    inproc = _median_ms(partial(generate_partition, SAMPLE / "nvs.csv", 0x6000, base_dir=SAMPLE), args.runs * 5)
-    cli = _median_ms(partial(_run, [*ours, "nvs", "generate", "nvs.csv", str(work / "ours.bin"), "0x6000"], SAMPLE), args.runs)
-    refcli = _median_ms(partial(_run, [*ref, "generate", "nvs.csv", str(work / "ref.bin"), "0x6000"], SAMPLE), args.runs)
+    inproc = median_ms(partial(generate_partition, SAMPLE / "nvs.csv", 0x6000, base_dir=SAMPLE), args.runs * 5)
+    cli = median_ms(partial(_run, [*ours, "nvs", "generate", "nvs.csv", str(work / "ours.bin"), "0x6000"], SAMPLE), args.runs)
+    refcli = median_ms(partial(_run, [*ref, "generate", "nvs.csv", str(work / "ref.bin"), "0x6000"], SAMPLE), args.runs)
     if (work / "ours.bin").read_bytes() != (work / "ref.bin").read_bytes():
         sys.exit("outputs differ")
     print("one partition (sample nvs.csv, 0x6000):")

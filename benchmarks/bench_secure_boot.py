@@ -17,12 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _timing import median_ms  # noqa: E402
 
 from esp_secure_build.secure_boot import v1, v2  # noqa: E402
 from esp_secure_build.secure_boot.keys import load_public_key  # noqa: E402
@@ -31,13 +33,6 @@ from esp_secure_build.secure_boot.signers import LocalKeySigner  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
-def _median_ms(func, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
 
 
 def _tool(name: str, module: str) -> list[str]:
@@ -92,9 +87,9 @@ def main() -> None:
             if inproc_func is None:
                 signed = ours_out.read_bytes()
                 inproc_func = partial(_verify_inprocess, version, key, signed)
-            inproc = _median_ms(inproc_func, args.runs)
-            cli = _median_ms(partial(_run, ours_cmd), args.runs)
-            ref = _median_ms(partial(_run, ref_cmd), args.runs)
+            inproc = median_ms(inproc_func, args.runs)
+            cli = median_ms(partial(_run, ours_cmd), args.runs)
+            ref = median_ms(partial(_run, ref_cmd), args.runs)
             ratios_cli.append(ref / cli)
             ratios_inproc.append(ref / inproc)
             label = f"V{version} {scheme} {op}"
