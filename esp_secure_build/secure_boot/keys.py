@@ -10,7 +10,6 @@ line (it would show up in ``ps`` and shell history).
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
 import struct
@@ -103,6 +102,8 @@ def _passphrase(path: PathLike) -> bytes:
         return env.encode("utf-8")
     if sys.stdin is not None and sys.stdin.isatty():
         try:
+            import getpass
+
             return getpass.getpass(f"Passphrase for {os.fspath(path)}: ").encode("utf-8")
         except (EOFError, KeyboardInterrupt):
             pass

@@ -20,11 +20,7 @@ key and data always give the same bytes.
 
 from __future__ import annotations
 
-import configparser
-import getpass
 import os
-import shlex
-import subprocess
 import sys
 from typing import Protocol, runtime_checkable
 
@@ -175,6 +171,8 @@ class CommandSigner:
     """
 
     def __init__(self, command: str | list[str], public_key: PublicKey, timeout: float = 300.0, name: str | None = None):
+        import shlex  # the modules only some signers need are imported by them (CLI start-up)
+
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise EspSecureError("external signer command is empty")
@@ -192,6 +190,8 @@ class CommandSigner:
             "{scheme}", values["scheme"]) for arg in self.argv]  # fmt: skip
         env = dict(os.environ, ESP_SECURE_DIGEST=values["digest"], ESP_SECURE_HASH=values["hash"],
                    ESP_SECURE_SCHEME=values["scheme"])  # fmt: skip
+        import subprocess
+
         try:
             proc = subprocess.run(argv, input=digest, capture_output=True, timeout=self.timeout, env=env)
         except FileNotFoundError:
@@ -225,6 +225,8 @@ def _maybe_hex(out: bytes) -> bytes:
 def read_hsm_config(path: PathLike) -> dict[str, str]:
     """espsecure's HSM config: INI section ``[hsm_config]`` with pkcs11_lib, slot, label,
     optional label_pubkey and credentials (the PIN; else ESP_SECURE_HSM_PIN, else a prompt)."""
+    import configparser
+
     parser = configparser.ConfigParser()
     try:
         parser.read_string(read_text(path, "HSM config"))
@@ -276,6 +278,8 @@ class Pkcs11Signer:
         if pin:
             return pin
         if sys.stdin is not None and sys.stdin.isatty():
+            import getpass
+
             return getpass.getpass(f"PIN of the HSM token ({self.name}): ")
         raise EspSecureError("HSM config has no credentials", self.name, hint=f"set {HSM_PIN_ENV} or run on a terminal")
 
