@@ -93,7 +93,7 @@ def test_no_plaintext_key_in_cache_dir(tmp_path: Path) -> None:
     sconstruct.write_text(sconstruct.read_text() + "\nCacheDir('cache')\n")
     assert scons(project, "release", "ESP_CHIP=esp32").returncode == 0
     secrets = {p.read_bytes() for p in (project / "keys").iterdir()}
-    secrets.add((release_dir(project, "esp32") / "secure-bootloader-key-256.bin").read_bytes())
+    secrets.add((release_dir(project, "esp32") / "secret/secure-bootloader-key-256.bin").read_bytes())
     cached = [p for p in (project / "cache").rglob("*") if p.is_file()]
     assert cached, "the cache should hold the other build outputs"
     assert not [p for p in cached if p.read_bytes() in secrets]

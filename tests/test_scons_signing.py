@@ -95,13 +95,16 @@ def test_sample_ecdsa_and_v1(tmp_path: Path) -> None:
     run_oracle("espsecure", "verify-signature", "--version", "1", "--keyfile", key, rel / "app.bin")
     hw_key = tmp_path / "hw.bin"
     run_oracle("espsecure", "digest-private-key", "--keyfile", key, hw_key)
-    assert (rel / "secure-bootloader-key-256.bin").read_bytes() == hw_key.read_bytes()
+    assert (rel / "secret/secure-bootloader-key-256.bin").read_bytes() == hw_key.read_bytes()
     iv = tmp_path / "iv.bin"
     iv.write_bytes((rel / "bootloader-reflash-digest.bin").read_bytes()[:128])
     ref = tmp_path / "digest.bin"
     run_oracle("espsecure", "digest-secure-bootloader", "--keyfile", hw_key, "--iv", iv, "--output", ref, rel / "bootloader.bin")
     assert (rel / "bootloader-reflash-digest.bin").read_bytes() == ref.read_bytes()
-    assert "burn-key secure_boot_v1 build/release-esp32/secure-bootloader-key-256.bin" in (rel / "secure_boot.txt").read_text()
+    summary = (rel / "secure_boot.txt").read_text()
+    assert "burn-key secure_boot_v1 build/release-esp32/secret/secure-bootloader-key-256.bin" in summary
+    assert "SECRET" in summary
+    assert oct((rel / "secret/secure-bootloader-key-256.bin").stat().st_mode & 0o777) == "0o600"
 
 
 def _signing_project(folder: Path, keys_expr: str, extra: str = "", chip: str = "esp32c6") -> Path:

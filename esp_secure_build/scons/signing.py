@@ -60,8 +60,11 @@ def key_specs(env: Any) -> list[dict[str, str]]:
     raw = env.get("ESP_SIGNING_KEYS") or []
     if isinstance(raw, (str, dict)) or hasattr(raw, "abspath"):
         raw = [raw]
+    items: list[Any] = []
+    for item in raw:  # a builder's NodeList counts as its nodes
+        items += [item] if isinstance(item, (str, dict)) or hasattr(item, "abspath") else env.Flatten([item])
     specs = []
-    for item in env.Flatten(raw) if not any(isinstance(i, dict) for i in raw) else raw:
+    for item in items:
         if isinstance(item, dict):
             if "pkcs11" in item:
                 specs.append({"pkcs11": _path(env, item["pkcs11"])})
@@ -189,7 +192,8 @@ def _build_bootloader_digest(target: Any, source: Any, env: Any) -> None:
 
 
 def _bootloader_digest_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
-    key_file = env.File(os.path.join(os.path.dirname(target[0].get_abspath()), "secure-bootloader-key-256.bin"))
+    # The eFuse key is as secret as the signing key: keep it apart from what gets shipped.
+    key_file = env.File(os.path.join(os.path.dirname(target[0].get_abspath()), "secret", "secure-bootloader-key-256.bin"))
     env.NoCache(key_file)  # the eFuse key is a secret: never in a shared cache
     return [target[0], key_file], source[:1] + _dependencies(env)
 
@@ -222,6 +226,8 @@ def _build_provisioning(target: Any, source: Any, env: Any) -> None:
         summary.append(f"  key {i}: {name}, public-key digest {public_key_digest(signer.public_key()).hex()}")
     hw_key = env_str(env, "ESP_V1_KEY_FILE") or None
     pub_names = [os.path.relpath(pubs[2 * i].get_abspath()) for i in range(len(chosen))]
+    if hw_key:
+        summary.append(f"SECRET: {os.path.relpath(hw_key)} is the eFuse secure boot key; never ship it with the release")
     summary.append("Burn into eFuse (not run by the build; irreversible):")
     summary += ["  " + line for line in _efuse_lines(chip, version, pub_names, hw_key)]
     text = "\n".join(summary) + "\n"
