@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_oracle
+from conftest import REPO, VECTORS, run_oracle
 from sconsutil import copy_sample, release_dir, scons, steps
 
 # The sample's partitions.csv places these (the table itself sits at 0x8000).
@@ -160,3 +160,27 @@ def test_manifest_describes_the_release(c3: Path) -> None:
     text = (rel / "manifest.json").read_text()
     for key in (c3 / "keys").iterdir():  # no key material, in any spelling
         assert key.read_bytes().hex() not in text
+
+
+def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None:
+    """EspRelease with neither Secure Boot nor flash encryption: plain files at the table's addresses."""
+    images = VECTORS / "esptool/secure_images"
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "partitions.csv").write_text("nvs, data, nvs, 0x9000, 0x6000,\nfactory, app, factory, 0x10000, 0x100000,\n")
+    (folder / "nvs.csv").write_text("key,type,encoding,value\nsettings,namespace,,\nname,data,string,plain\n")
+    (folder / "SConstruct").write_text(
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+        "env.Tool('esp_secure')\nenv.Replace(ESP_CHIP='esp32')\n"
+        f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
+        "               partitions='partitions.csv', nvs={'nvs': ('nvs.csv', None)})\n"
+    )
+    proc = scons(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rel = folder / "rel"
+    assert not (rel / "encrypted").exists() and not (rel / "secure_boot.txt").exists()
+    ref = tmp_path / "ref.bin"
+    run_oracle("esptool", "--chip", "esp32", "merge-bin", "-o", ref, "0x1000", images / "bootloader.bin",
+               "0x8000", rel / "partition-table.bin", "0x9000", rel / "nvs.bin", "0x10000", images / "hello-world-signed.bin")  # fmt: skip
+    assert (rel / "factory.bin").read_bytes() == ref.read_bytes()
+    assert "0x1000 bootloader.bin" in (rel / "flash_args").read_text()

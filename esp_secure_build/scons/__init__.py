@@ -26,7 +26,9 @@ except ImportError:  # pragma: no cover - plain Python import without SCons
 
 
 # One module per group of builders, each with generate(env).
-BUILDER_MODULES = ("image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest")
+BUILDER_MODULES = (
+    "image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest", "release",
+)  # fmt: skip
 
 
 def generate(env: Any) -> None:
