@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from _timing import median_ms  # noqa: E402
+from _timing import compile_checkout, median_ms  # noqa: E402
 
 from esp_secure_build.chips import get_chip  # noqa: E402
 from esp_secure_build.elf import read_elf  # noqa: E402
@@ -82,6 +82,7 @@ def main() -> None:
     # Our CLI from this checkout (not an installed copy); the reference as installed.
     ours_cli = [sys.executable, "-m", "esp_secure_build"]
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    compile_checkout(REPO)
     esptool_cli = _command("esptool", "esptool")
     print(f"{'input':<34}{'size':>9}{'in-process':>12}{'our CLI':>10}{'esptool CLI':>13}{'esptool in-proc':>17}"
           f"{'CLI ratio':>11}{'in-proc ratio':>15}")

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _timing import median_ms  # noqa: E402
+from _timing import compile_checkout, median_ms  # noqa: E402
 
 from esp_secure_build.nvs import generate_partition  # noqa: E402
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=10_000)
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    compile_checkout(REPO)
     ours = [sys.executable, "-m", "esp_secure_build"]
     ref = [sys.executable, "-m", "esp_idf_nvs_partition_gen"]
     work = Path(tempfile.mkdtemp(prefix="bench_nvs_"))

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _timing import median_ms  # noqa: E402
+from _timing import compile_checkout, median_ms  # noqa: E402
 
 from esp_secure_build.secure_boot import v1, v2  # noqa: E402
 from esp_secure_build.secure_boot.keys import load_public_key  # noqa: E402
@@ -69,6 +69,7 @@ def main() -> None:
     # Our CLI from this checkout (not an installed copy); the reference as installed.
     ours, espsecure = [sys.executable, "-m", "esp_secure_build"], _tool("espsecure", "espsecure")
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    compile_checkout(REPO)
 
     print(f"{'operation':<26}{'in-process':>12}{'our CLI':>10}{'espsecure':>11}{'CLI ratio':>11}{'in-proc ratio':>15}")
     ratios_cli, ratios_inproc = [], []
