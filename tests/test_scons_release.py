@@ -184,3 +184,35 @@ def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None
                "0x8000", rel / "partition-table.bin", "0x9000", rel / "nvs.bin", "0x10000", images / "hello-world-signed.bin")  # fmt: skip
     assert (rel / "factory.bin").read_bytes() == ref.read_bytes()
     assert "0x1000 bootloader.bin" in (rel / "flash_args").read_text()
+
+
+def test_ota_layout_from_the_table(tmp_path: Path) -> None:
+    """otadata gets an erased, encrypted ota_data_initial.bin; the app goes to ota_0; NVS takes its table size."""
+    images = VECTORS / "esptool/secure_images"
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "partitions.csv").write_text(
+        "nvs, data, nvs, 0x9000, 0x5000,\notadata, data, ota, 0xe000, 0x2000,\n"
+        "ota_0, app, ota_0, 0x10000, 0x100000,\nota_1, app, ota_1, 0x110000, 0x100000,\n"
+    )
+    (folder / "nvs.csv").write_text("key,type,encoding,value\nsettings,namespace,,\nname,data,string,ota\n")
+    key = folder / "fe.bin"
+    key.write_bytes(os.urandom(32))
+    (folder / "SConstruct").write_text(
+        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+        "env.Tool('esp_secure')\nenv.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
+        "               partitions='partitions.csv', nvs={'nvs': ('nvs.csv', None)})\n"
+    )
+    proc = scons(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rel = folder / "rel"
+    flash_args = (rel / "flash_args").read_text()
+    assert "0xe000 encrypted/ota_data_initial.bin" in flash_args and "0x10000 encrypted/app.bin" in flash_args
+    assert (rel / "nvs.bin").stat().st_size == 0x5000
+    assert (rel / "ota_data_initial.bin").read_bytes() == b"\xff" * 0x2000
+    ref = tmp_path / "otadata.enc"
+    run_oracle("espsecure", "encrypt-flash-data", "--aes-xts", "--keyfile", key, "--address", "0xe000",
+               "--output", ref, rel / "ota_data_initial.bin")  # fmt: skip
+    assert (rel / "encrypted/ota_data_initial.bin").read_bytes() == ref.read_bytes()
+    assert steps(scons(folder)) == []

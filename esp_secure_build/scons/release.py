@@ -11,6 +11,10 @@
         certificates=[ca_cert_summary_json],
     )
 
+Addresses and sizes come from the partition CSV, read when the SConstruct is read: the
+app goes to the factory partition (else the first OTA slot), NVS partitions are made at
+their table size, and an ``otadata`` partition gets an erased ``ota_data_initial.bin``.
+
 In the hardware's order: sign app and bootloader (``$ESP_SECURE_BOOT_VERSION``; V1
 digests the bootloader for reflashable mode), write the provisioning values, build the
 partition table, make the encrypted NVS, flash-encrypt every region the device encrypts
@@ -30,8 +34,40 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import SCons.Builder
+import SCons.Errors
+
 from ..errors import EspSecureError
-from .common import env_int
+from .common import core_action, env_int
+
+
+def _read_table(env: Any, partitions: str) -> Any:
+    """The partition CSV, parsed when the SConstruct is read (it is a source file)."""
+    from ..fileio import read_text
+    from ..partition_table import parse_csv
+
+    path = env.File(partitions).srcnode().abspath
+    try:
+        return parse_csv(read_text(path, "partition table CSV"), path,
+                         offset=env_int(env, "ESP_PARTITION_TABLE_OFFSET", 0x8000) or 0x8000)  # fmt: skip
+    except EspSecureError as exc:
+        raise SCons.Errors.UserError(str(exc)) from None
+
+
+def _first_app(table: Any) -> str:
+    from ..partition_table import APP
+
+    apps = [p for p in table if p.type == APP]
+    factory = [p for p in apps if p.subtype == 0x00]
+    if not apps:
+        raise SCons.Errors.UserError("the partition table has no app partition")
+    return (factory or apps)[0].name
+
+
+def _build_erased(target: Any, source: Any, env: Any) -> None:
+    from ..fileio import write_atomic
+
+    write_atomic(target[0].get_abspath(), b"\xff" * source[0].read())
 
 
 def esp_release(
@@ -41,10 +77,19 @@ def esp_release(
     bootloader: Any,
     partitions: str,
     nvs: dict[str, tuple[str, Any]] | None = None,
-    app_partition: str = "factory",
+    app_partition: str | None = None,
     certificates: list[Any] | None = None,
 ) -> list[Any]:
-    """Build the release in ``folder``; see the module docstring."""
+    """Build the release in ``folder``; see the module docstring.
+
+    The app goes to ``app_partition`` (default: the factory app, else the first OTA
+    slot); each NVS partition is made at its size in the table; an ``otadata``
+    partition gets ESP-IDF's erased ``ota_data_initial.bin``.
+    """
+    from ..partition_table import DATA, SUBTYPE_OTA
+
+    table_csv = _read_table(env, partitions)
+    app_partition = app_partition or _first_app(table_csv)
     version = env_int(env, "ESP_SECURE_BOOT_VERSION", 0) or 0
     if version not in (0, 1, 2):
         raise EspSecureError(f"ESP_SECURE_BOOT_VERSION must be 1 or 2 (or unset), not {version}")
@@ -74,10 +119,14 @@ def esp_release(
 
     nvs_parts: list[tuple[str, Any, Any]] = []  # (partition, partition node, keys node)
     for name, (csv, keys) in (nvs or {}).items():
+        try:
+            size = table_csv.find(name).size
+        except EspSecureError as exc:
+            raise SCons.Errors.UserError(f"{partitions}: {exc}") from None
         if keys is None:
-            node = env.NvsPartition(path(f"{name}.bin"), csv)
+            node = env.NvsPartition(path(f"{name}.bin"), csv, ESP_NVS_SIZE=size)
         else:
-            node = env.EncryptedNvs(path(f"{name}.bin"), csv, ESP_NVS_KEYS=keys)
+            node = env.EncryptedNvs(path(f"{name}.bin"), csv, ESP_NVS_KEYS=keys, ESP_NVS_SIZE=size)
         artifacts.append(node)
         nvs_parts.append((name, node, keys))
 
@@ -94,6 +143,10 @@ def esp_release(
         layout.append((name, node))  # NVS has its own encryption; the device never flash-encrypts it
         if keys is not None and encrypt and "nvs_keys" not in {r for r, _ in layout}:
             layout.append(("nvs_keys", flash("nvs_keys", keys, "nvs_keys.bin")))
+    for part in table_csv.find_type(DATA, SUBTYPE_OTA):  # otadata starts erased: boot the first app
+        erased = env["BUILDERS"]["_EspErased"](env, path("ota_data_initial.bin"), env.Value(part.size))
+        artifacts.append(erased)
+        layout.append((part.name, flash(part.name, erased, "ota_data_initial.bin")))
     layout.append((app_partition, flash(app_partition, app_bin, "app.bin")))
     if encrypt:
         artifacts += [node for region, node in layout if region not in {n for n, _, _ in nvs_parts}]
@@ -106,4 +159,6 @@ def esp_release(
 
 
 def generate(env: Any) -> None:
+    env.SetDefault(ESP_ERASED_COMSTR="ESP-ERASED $TARGET")
+    env["BUILDERS"]["_EspErased"] = SCons.Builder.Builder(action=core_action(_build_erased, "ESP_ERASED_COMSTR", []))
     env.AddMethod(esp_release, "EspRelease")
