@@ -22,7 +22,18 @@ if ((${#missing[@]})); then
 fi
 
 PYTHON="${PYTHON:-python3}"
-[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+if [[ ! -x .venv/bin/python ]]; then
+    rm -rf .venv
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        # Debian's own python3 needs python3-venv for ensurepip.
+        rm -rf .venv
+        SUDO=""
+        [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        "$PYTHON" -m venv .venv
+    fi
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 # A real (non-editable) install: the tests check the installed package too.
 .venv/bin/python -m pip install -q ".${extra}"
