@@ -15,11 +15,13 @@ Key files as espsecure reads them: 16 bytes are replaced by their SHA-256 (the
 ESP32-C2 "128 eFuse bits" key, XTS only), 24 bytes (ESP32 3/4 coding scheme)
 become ``key + key[8:16]``, 32 and 64 bytes are used as they are.
 
-Speed: XTS is fully vectorised (one ECB call for all unit tweaks, the
-per-block tweaks derived with big-integer arithmetic, one ECB pass over the
-data). The ESP32 scheme needs a key schedule per 32-byte unit: from 16 KiB on
-it runs a bitsliced AES-256 over all blocks at once (see below, about 2.5x
-faster than one cipher context per unit, which is what smaller inputs use).
+Speed: both schemes are vectorised over Python big integers. XTS encrypts
+all unit tweaks in one ECB call, derives the per-block tweaks with big-integer
+arithmetic and runs one ECB pass per block position, in cache-sized pieces
+(about 10x espsecure on 4 MiB). The ESP32 scheme needs a key schedule per
+32-byte unit: from 32 KiB on it runs a bitsliced AES-256 over all units at
+once (see below; about 5x espsecure and 6x one cipher context per unit,
+which is what smaller inputs use).
 
 Deviations from espsecure 5.6.0, all on input it handles badly or randomly:
 
@@ -35,15 +37,14 @@ Deviations from espsecure 5.6.0, all on input it handles badly or randomly:
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import operator
 import os
 import sys
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from .chips import Chip
 from .errors import EspSecureError
@@ -63,7 +64,7 @@ ESP32_ADDRESS_LIMIT = 1 << 24
 XTS_UNIT = 128
 # ESP32 data from this size on goes through the bitsliced AES (below it a
 # cipher context per 32-byte unit is faster); processed in chunks of this size.
-ESP32_BITSLICE_MIN = 16 * 1024
+ESP32_BITSLICE_MIN = 32 * 1024
 ESP32_BITSLICE_CHUNK = 1024 * 1024
 _ECB = modes.ECB()
 
@@ -227,21 +228,18 @@ def _esp32(data: bytes, key: bytes, address: int, conf: int, decrypt: bool) -> b
     """The ESP32 scheme; ``data`` is a multiple of 16 bytes and below 16 MiB."""
     if not data:
         return b""
+    n = len(data)
+    if conf and n >= ESP32_BITSLICE_MIN:
+        return _esp32_bitsliced(data, key, address, conf, decrypt)
+
     # Writing flash is AES decryption and reading it is encryption, each on
     # byte-reversed blocks. Reversing the whole buffer reverses every block's
     # bytes (and the block order, which we undo by walking units backwards).
     backwards = data[::-1]
-    n = len(data)
     if conf == 0:  # no tweak: one key for everything
         ctx = Cipher(algorithms.AES(key), _ECB)
         op = ctx.encryptor() if decrypt else ctx.decryptor()
         return (op.update(backwards) + op.finalize())[::-1]
-
-    if n >= ESP32_BITSLICE_MIN:
-        chunks = range(0, n, ESP32_BITSLICE_CHUNK)
-        return b"".join(
-            _esp32_bitsliced(data[c : c + ESP32_BITSLICE_CHUNK], key, address + c, conf, decrypt) for c in chunks
-        )
 
     low, high = _tweak_tables(conf)
     base = int.from_bytes(key, "big")
@@ -261,44 +259,62 @@ def _esp32(data: bytes, key: bytes, address: int, conf: int, decrypt: bool) -> b
     return b"".join(pieces)[::-1]
 
 
-# --- ESP32: bitsliced AES-256 with a key per block ------------------------------------
+# --- ESP32: bitsliced AES-256 with a key per unit -------------------------------------
 #
 # A cipher context per 32-byte unit (a C key schedule, ~3 us from Python) is the
 # floor of the straight approach, and espsecure is already there. Bitslicing
-# runs AES on all blocks at once instead: plane i of the state is one Python
-# int whose bit k is state bit i of block k, so one big-integer XOR/AND is one
-# logic gate applied to every block, and the per-block keys (the key file XOR
-# an address-dependent tweak) are planes too. The S-boxes are circuits over
-# the tower field GF(((2^2)^2)^2), generated on first use and checked against
-# the AES S-box table; bits move between bytes and planes with 8x8 bit-matrix
-# transposes done on the whole buffer as one integer.
+# runs AES on all units at once instead: plane i of the state is one Python
+# int whose bit k is state bit i of unit k's block, so one big-integer XOR/AND
+# is one logic gate applied to every unit, and the per-unit keys (the key file
+# XOR an address-dependent tweak) are planes too. The cost is the number of
+# big-integer operations (each about as costly as reading its operands), so
+# the S-boxes and (Inv)MixColumns are generated once as straight-line gate
+# lists (checked against the textbook definitions) whose temporaries are
+# reused as soon as they are dead, keeping the working set in cache; and bits
+# move between bytes and planes with 8x8 bit-matrix transposes on ints holding
+# one byte position of every unit.
+
+_Circuit = Callable[..., tuple[int, ...]]
+
+# The AES S-box circuit of J. Boyar and R. Peralta, "A new combinational logic
+# minimization technique with applications to cryptology", SEA 2010 (LNCS 6049),
+# IACR ePrint 2009/191: 32 AND and 83 XOR/XNOR gates in three layers. U0 is the
+# input's most significant bit, S0 the output's; "#" is XNOR.
+_BP_TOP = """
+y14 U3 ^ U5   y13 U0 ^ U6   y9 U0 ^ U3    y8 U0 ^ U5    t0 U1 ^ U2    y1 t0 ^ U7
+y4 y1 ^ U3    y12 y13 ^ y14 y2 y1 ^ U0    y5 y1 ^ U6    y3 y5 ^ y8    t1 U4 ^ y12
+y15 t1 ^ U5   y20 t1 ^ U1   y6 y15 ^ U7   y10 y15 ^ t0  y11 y20 ^ y9  y7 U7 ^ y11
+y17 y10 ^ y11 y19 y10 ^ y8  y16 t0 ^ y11  y21 y13 ^ y16 y18 U0 ^ y16
+"""
+_BP_MIDDLE = """
+t2 y12 & y15  t3 y3 & y6    t4 t3 ^ t2    t5 y4 & U7    t6 t5 ^ t2    t7 y13 & y16
+t8 y5 & y1    t9 t8 ^ t7    t10 y2 & y7   t11 t10 ^ t7  t12 y9 & y11  t13 y14 & y17
+t14 t13 ^ t12 t15 y8 & y10  t16 t15 ^ t12 t17 t4 ^ t14  t18 t6 ^ t16  t19 t9 ^ t14
+t20 t11 ^ t16 t21 t17 ^ y20 t22 t18 ^ y19 t23 t19 ^ y21 t24 t20 ^ y18 t25 t21 ^ t22
+t26 t21 & t23 t27 t24 ^ t26 t28 t25 & t27 t29 t28 ^ t22 t30 t23 ^ t24 t31 t22 ^ t26
+t32 t31 & t30 t33 t32 ^ t24 t34 t23 ^ t33 t35 t27 ^ t33 t36 t24 & t35 t37 t36 ^ t34
+t38 t27 ^ t36 t39 t29 & t38 t40 t25 ^ t39 t41 t40 ^ t37 t42 t29 ^ t33 t43 t29 ^ t40
+t44 t33 ^ t37 t45 t42 ^ t41 z0 t44 & y15  z1 t37 & y6   z2 t33 & U7   z3 t43 & y16
+z4 t40 & y1   z5 t29 & y7   z6 t42 & y11  z7 t45 & y17  z8 t41 & y10  z9 t44 & y12
+z10 t37 & y3  z11 t33 & y4  z12 t43 & y13 z13 t40 & y5  z14 t29 & y2  z15 t42 & y9
+z16 t45 & y14 z17 t41 & y8
+"""
+_BP_BOTTOM = """
+t46 z15 ^ z16 t47 z10 ^ z11 t48 z5 ^ z13  t49 z9 ^ z10  t50 z2 ^ z12  t51 z2 ^ z5
+t52 z7 ^ z8   t53 z0 ^ z3   t54 z6 ^ z7   t55 z16 ^ z17 t56 z12 ^ t48 t57 t50 ^ t53
+t58 z4 ^ t46  t59 z3 ^ t54  t60 t46 ^ t57 t61 z14 ^ t57 t62 t52 ^ t58 t63 t49 ^ t58
+t64 z4 ^ t59  t65 t61 ^ t62 t66 z1 ^ t63  S0 t59 ^ t63  S6 t56 # t62  S7 t48 # t60
+t67 t64 ^ t65 S3 t53 ^ t66  S4 t51 ^ t66  S5 t47 ^ t65  S1 t64 # S3   S2 t55 # t67
+"""
 
 
-_W = list[int]  # wires (bits or bit-planes), least significant first
-_Sbox = Callable[..., tuple[int, ...]]
-
-
-class _Gates(Protocol):
-    """XOR, AND and constants: on ints (:class:`_Numeric`) or recorded as a circuit (:class:`_Builder`)."""
-
-    def x(self, a: int, b: int) -> int: ...
-    def a(self, a: int, b: int) -> int: ...
-    def c(self, bit: int) -> int: ...
-
-
-class _Numeric:
-    """Gate operations on plain ints (bits or bit-planes), to evaluate the tower field."""
-
-    x = staticmethod(operator.xor)
-    a = staticmethod(operator.and_)
-
-    @staticmethod
-    def c(bit: int) -> int:
-        return bit
+def _equations(text: str) -> list[tuple[str, str, str, str]]:
+    words = text.split()
+    return [(words[i], words[i + 1], words[i + 2], words[i + 3]) for i in range(0, len(words), 4)]
 
 
 class _Builder:
-    """Records gates as Python statements on ints, without repeating work.
+    """Records XOR/AND gates on wires and compiles them to a Python function on ints.
 
     Every wire is known as an XOR of "atoms" (the constant 1, the inputs and
     every AND gate's output), kept as a bit mask: an XOR whose result already
@@ -308,127 +324,104 @@ class _Builder:
     ZERO, ONE = -1, -2
 
     def __init__(self, inputs: int) -> None:
-        self.lines: list[str] = []
+        self.inputs = inputs
+        self.gates: list[tuple[int, int, str, int]] = []
         self.next = inputs
         self.sig: dict[int, int] = {self.ZERO: 0, self.ONE: 1}
         self.sig.update({i: 1 << (i + 1) for i in range(inputs)})
         self.by_sig: dict[int, int] = {v: k for k, v in self.sig.items()}
         self.ands: dict[tuple[int, int], int] = {}
         self.atoms = inputs + 1
-        self.gates = 0
 
-    def c(self, bit: int) -> int:
-        return self.ONE if bit else self.ZERO
-
-    def _ref(self, w: int) -> str:
-        return "0" if w == self.ZERO else "ONES" if w == self.ONE else f"v{w}"
-
-    def _new(self, expr: str, sig: int) -> int:
+    def _new(self, a: int, op: str, b: int, sig: int) -> int:
         w = self.next
         self.next += 1
-        self.lines.append(f"v{w} = {expr}")
+        self.gates.append((w, a, op, b))
         self.sig[w] = sig
         self.by_sig.setdefault(sig, w)
-        self.gates += 1
         return w
-
-    def n(self, a: int) -> int:
-        return self.x(a, self.ONE)
 
     def x(self, a: int, b: int) -> int:
         sig = self.sig[a] ^ self.sig[b]
         if sig in self.by_sig:
             return self.by_sig[sig]
-        return self._new(f"{self._ref(a)} ^ {self._ref(b)}", sig)
+        return self._new(a, "^", b, sig)
+
+    def n(self, a: int) -> int:
+        return self.x(a, self.ONE)
 
     def a(self, a: int, b: int) -> int:
-        if self.ZERO in (a, b):
-            return self.ZERO
-        if a == self.ONE or a == b:
-            return b
-        if b == self.ONE:
-            return a
         key = (min(a, b), max(a, b))
         if key not in self.ands:
-            self.ands[key] = self._new(f"v{key[0]} & v{key[1]}", 1 << self.atoms)
+            self.ands[key] = self._new(key[0], "&", key[1], 1 << self.atoms)
             self.atoms += 1
         return self.ands[key]
 
-    def compile(self, outputs: Sequence[int], name: str) -> _Sbox:
-        args = ", ".join(f"v{i}" for i in range(8))
-        body = "\n    ".join(self.lines)
-        src = f"def {name}({args}, ONES):\n    {body}\n    return ({', '.join(map(self._ref, outputs))},)\n"
+    def linear(self, wires: Sequence[int], rows: Sequence[int]) -> list[int]:
+        """Wires for XORs of ``wires`` (row bit i = wires[i]), shared greedily.
+
+        Paar's heuristic: repeatedly XOR the pair of signals that occurs in the
+        most rows still to be built.
+        """
+        signals = list(wires)
+        todo = [{i for i in range(len(wires)) if row >> i & 1} for row in rows]
+        while True:
+            counts: dict[tuple[int, int], int] = {}
+            for row in todo:
+                ordered = sorted(row)
+                for i, p in enumerate(ordered):
+                    for q in ordered[i + 1 :]:
+                        counts[p, q] = counts.get((p, q), 0) + 1
+            if not counts:
+                break
+            p, q = max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))
+            signals.append(self.x(signals[p], signals[q]))
+            for row in todo:
+                if p in row and q in row:
+                    row -= {p, q}
+                    row.add(len(signals) - 1)
+        return [signals[row.pop()] if row else self.ZERO for row in todo]
+
+    def compile(self, outputs: Sequence[int], name: str) -> _Circuit:
+        """A function ``name(in0, ..., ONES)`` returning the outputs' values.
+
+        Wires share a few local variables (each reused once its value is dead),
+        so intermediate big integers are freed early and memory stays in cache.
+        """
+        last = {w: i for i, (_, a, _, b) in enumerate(self.gates) for w in (a, b)}
+        last.update({w: len(self.gates) for w in outputs})
+        names = {self.ZERO: "0", self.ONE: "ONES"} | {i: f"r{i}" for i in range(self.inputs)}
+        free: list[str] = []
+        lines = []
+        count = self.inputs
+        for i, (w, a, op, b) in enumerate(self.gates):
+            if w not in last:
+                continue  # dead wire
+            expr = f"{names[a]} {op} {names[b]}"
+            for v in {a, b}:
+                if last.get(v) == i and v >= 0:
+                    free.append(names[v])
+            if not free:
+                free.append(f"r{count}")
+                count += 1
+            names[w] = free.pop()
+            lines.append(f"{names[w]} = {expr}")
+        args = ", ".join(f"r{i}" for i in range(self.inputs))
+        body = "\n    ".join(lines)
+        src = f"def {name}({args}, ONES):\n    {body}\n    return ({', '.join(names[w] for w in outputs)},)\n"
         scope: dict = {}
         exec(compile(src, f"<{name}>", "exec"), scope)  # generated straight-line gate list
         return scope[name]
 
 
-# Tower field: GF(4) = GF(2)[w]/(w^2+w+1), GF(16) = GF(4)[z]/(z^2+z+w),
-# GF(256) = GF(16)[y]/(y^2+y+L). Elements are wire lists, low half first.
-
-
-def _g4_add(a: _W, b: _W, o: _Gates) -> _W:
-    return [o.x(a[0], b[0]), o.x(a[1], b[1])]
-
-
-def _g4_mul(a: _W, b: _W, o: _Gates) -> _W:
-    t = o.a(o.x(a[0], a[1]), o.x(b[0], b[1]))
-    p0, p1 = o.a(a[0], b[0]), o.a(a[1], b[1])
-    return [o.x(p1, p0), o.x(t, p0)]
-
-
-def _g4_sq(a: _W, o: _Gates) -> _W:  # also the inverse in GF(4)
-    return [o.x(a[0], a[1]), a[1]]
-
-
-def _g4_mul_w(a: _W, o: _Gates) -> _W:
-    return [a[1], o.x(a[0], a[1])]
-
-
-def _g16_add(a: _W, b: _W, o: _Gates) -> _W:
-    return [o.x(p, q) for p, q in zip(a, b, strict=True)]
-
-
-def _g16_mul(a: _W, b: _W, o: _Gates) -> _W:
-    a0, a1, b0, b1 = a[:2], a[2:], b[:2], b[2:]
-    t = _g4_mul(_g4_add(a0, a1, o), _g4_add(b0, b1, o), o)
-    p0, p1 = _g4_mul(a0, b0, o), _g4_mul(a1, b1, o)
-    return _g4_add(_g4_mul_w(p1, o), p0, o) + _g4_add(t, p0, o)
-
-
-def _g16_sq(a: _W, o: _Gates) -> _W:
-    s0, s1 = _g4_sq(a[:2], o), _g4_sq(a[2:], o)
-    return _g4_add(_g4_mul_w(s1, o), s0, o) + s1
-
-
-def _g16_inv(a: _W, o: _Gates) -> _W:
-    a0, a1 = a[:2], a[2:]
-    d = _g4_add(_g4_add(_g4_mul_w(_g4_sq(a1, o), o), _g4_mul(a1, a0, o), o), _g4_sq(a0, o), o)
-    d_inv = _g4_sq(d, o)
-    return _g4_mul(_g4_add(a1, a0, o), d_inv, o) + _g4_mul(a1, d_inv, o)
-
-
-def _g256_inv(a: _W, o: _Gates, lam: int) -> _W:
-    a0, a1 = a[:4], a[4:]
-    lam_w = [o.c(lam >> i & 1) for i in range(4)]
-    d = _g16_add(_g16_add(_g16_mul(_g16_sq(a1, o), lam_w, o), _g16_mul(a1, a0, o), o), _g16_sq(a0, o), o)
-    d_inv = _g16_inv(d, o)
-    return _g16_mul(_g16_add(a1, a0, o), d_inv, o) + _g16_mul(a1, d_inv, o)
-
-
-def _g256_mul_num(a: int, b: int, lam: int) -> int:
-    """Product of two tower-field bytes (low nibble = constant term), for the set-up checks."""
-    o = _Numeric()
-
-    def bits(v: int) -> _W:
-        return [v >> i & 1 for i in range(4)]
-
-    a0, a1, b0, b1 = bits(a & 15), bits(a >> 4), bits(b & 15), bits(b >> 4)
-    t = _g16_mul(_g16_add(a0, a1, o), _g16_add(b0, b1, o), o)
-    p0, p1 = _g16_mul(a0, b0, o), _g16_mul(a1, b1, o)
-    lo = _g16_add(_g16_mul(p1, bits(lam), o), p0, o)
-    hi = _g16_add(t, p0, o)
-    return sum(bit << i for i, bit in enumerate(lo + hi))
+def _run(b: _Builder, equations: str, env: dict[str, int]) -> None:
+    for dst, p, op, q in _equations(equations):
+        if op == "&":
+            env[dst] = b.a(env[p], env[q])
+        else:
+            env[dst] = b.x(env[p], env[q])
+            if op == "#":
+                env[dst] = b.n(env[dst])
 
 
 def _aes_inverses() -> list[int]:
@@ -443,87 +436,86 @@ def _aes_inverses() -> list[int]:
     return inverse
 
 
+def _affine(v: int) -> int:
+    """The S-box's affine map without its 0x63 constant."""
+    return (
+        v
+        ^ ((v << 1 | v >> 7) & 0xFF)
+        ^ ((v << 2 | v >> 6) & 0xFF)
+        ^ ((v << 3 | v >> 5) & 0xFF)
+        ^ ((v << 4 | v >> 4) & 0xFF)
+    )
+
+
 def _linear_matrix(func: Callable[[int], int]) -> list[int]:
     """Rows of the 8x8 GF(2) matrix of a linear byte map: row j = inputs feeding output bit j."""
     cols = [func(1 << i) for i in range(8)]
     return [sum(1 << i for i in range(8) if cols[i] >> j & 1) for j in range(8)]
 
 
-def _apply(rows: list[int], wires: _W, o: _Gates) -> _W:
+def _compose(forms: Sequence[int], rows: Sequence[int]) -> list[int]:
+    """Forms (bit masks over some signals) of XORs of ``forms`` selected by ``rows``."""
     out = []
     for row in rows:
-        acc = o.c(0)
-        for i in range(8):
+        acc = 0
+        for i, form in enumerate(forms):
             if row >> i & 1:
-                acc = o.x(acc, wires[i])
+                acc ^= form
         out.append(acc)
     return out
 
 
-_TOWER_L = 0x8
-_TOWER_BETA = 0x41
+def _build_sboxes() -> tuple[_Circuit, _Circuit]:
+    """The AES S-box and its inverse as gate circuits on bit-planes (inputs, outputs LSB first).
 
-
-def _build_sboxes() -> tuple[_Sbox, _Sbox]:
-    """The AES S-box and its inverse as gate circuits on bit-planes, checked on all 256 inputs.
-
-    Each is a linear map into the tower field, the tower-field inversion, and
-    a linear map back (with the S-box's affine step folded into the maps).
+    The S-box is Boyar-Peralta's circuit as published (115 gates, each XNOR
+    an XOR and a NOT: 119 big-integer operations). The inverse S-box is
+    S^-1(y) = inv(A^-1(y ^ 0x63)) with inv(u) = A^-1(S(u) ^ 0x63): Boyar and
+    Peralta's nonlinear middle layer with both linear layers recomposed
+    through A^-1 and re-synthesised (128 operations; it takes its input
+    XOR 0x63). Both are checked on all 256 inputs.
     """
-    # Searched once, then fixed here: t^2 + t = L has no root in GF(16) (so
-    # y^2 + y + L is irreducible), and beta is a root of the AES polynomial
-    # x^8 + x^4 + x^3 + x + 1, which fixes the isomorphism x -> beta. Both are re-checked.
-    lam, beta = _TOWER_L, _TOWER_BETA
-    if any(_g256_mul_num(t, t, lam) ^ t == lam for t in range(16)):
-        raise RuntimeError("internal error: tower field constant is wrong")
-    basis = [1]
-    for _ in range(8):
-        basis.append(_g256_mul_num(basis[-1], beta, lam))
-    if basis[8] ^ basis[4] ^ basis[3] ^ basis[1] ^ basis[0]:
-        raise RuntimeError("internal error: tower field constant is wrong")
-    del basis[8]
+    inverse_rows = _linear_matrix({_affine(v): v for v in range(256)}.__getitem__)
 
-    def to_tower(v: int) -> int:
-        r = 0
-        for i in range(8):
-            if v >> i & 1:
-                r ^= basis[i]
-        return r
+    # Linear forms of the top layer's outputs over U (mask bit i = U_i) and of
+    # the S-box outputs over the middle layer's z0..z17 (constants in bit 0).
+    probe = _Builder(8)
+    env = {f"U{i}": i for i in range(8)}
+    _run(probe, _BP_TOP, env)
+    # The middle layer reads the y signals and U7 (not the top layer's t0, t1).
+    top_names = sorted({w for _, p, _, q in _equations(_BP_MIDDLE) for w in (p, q) if w[0] in "yU"})
+    top_forms = [probe.sig[env[k]] >> 1 for k in top_names]
+    probe = _Builder(18)
+    env = {f"z{i}": i for i in range(18)}
+    _run(probe, _BP_BOTTOM, env)
+    out_sigs = [probe.sig[env[f"S{7 - i}"]] for i in range(8)]  # LSB first
 
-    from_tower_table = {to_tower(v): v for v in range(256)}
+    # Forward S-box: the three layers as published.
+    fwd = _Builder(8)
+    env = {f"U{i}": 7 - i for i in range(8)}
+    for text in (_BP_TOP, _BP_MIDDLE, _BP_BOTTOM):
+        _run(fwd, text, env)
+    sbox = fwd.compile([env[f"S{7 - i}"] for i in range(8)], "sbox")
 
-    def affine(v: int) -> int:  # without the 0x63 constant
-        return (
-            v
-            ^ ((v << 1 | v >> 7) & 0xFF)
-            ^ ((v << 2 | v >> 6) & 0xFF)
-            ^ ((v << 3 | v >> 5) & 0xFF)
-            ^ ((v << 4 | v >> 4) & 0xFF)
-        )
-
-    affine_inv_table = {affine(v): v for v in range(256)}
-    m_rows = _linear_matrix(to_tower)
-    out_rows = _linear_matrix(lambda v: affine(from_tower_table[v]))
-    in_rows = _linear_matrix(lambda v: to_tower(affine_inv_table[v]))
-    in_const = to_tower(affine_inv_table[0x63])
-    back_rows = _linear_matrix(lambda v: from_tower_table[v])
-
-    def circuit(top: list[int], const: int, bottom: list[int], out_const: int, name: str) -> tuple[_Sbox, int]:
-        b = _Builder(8)
-        wires = _apply(top, list(range(8)), b)
-        wires = [b.n(w) if const >> i & 1 else w for i, w in enumerate(wires)]
-        wires = _apply(bottom, _g256_inv(wires, b, lam), b)
-        wires = [b.n(w) if out_const >> i & 1 else w for i, w in enumerate(wires)]
-        return b.compile(wires, name), b.gates
-
-    sbox, _ = circuit(m_rows, 0, out_rows, 0x63, "sbox")
-    inv_sbox, _ = circuit(in_rows, in_const, back_rows, 0, "inv_sbox")
+    # Inverse S-box, taking y' = y ^ 0x63 (the cipher folds the constant into
+    # the round keys, once for all blocks): U = A^-1(y') bit i, BP's U_j being
+    # bit 7 - j; top forms over y' then come from composing.
+    inv = _Builder(8)
+    u_over_y = [inverse_rows[7 - j] for j in range(8)]  # BP's U_j as a mask over y'
+    env = dict(zip(top_names, inv.linear(list(range(8)), _compose(u_over_y, top_forms)), strict=True))
+    _run(inv, _BP_MIDDLE, env)
+    # inv(u) bit i = XOR over A^-1 row i of (S bit j ^ 0x63 bit j); the constants cancel.
+    consts = [(s & 1) ^ (0x63 >> j & 1) for j, s in enumerate(out_sigs)]
+    if any(consts):
+        raise RuntimeError("internal error: Boyar-Peralta output constants are not 0x63")
+    bottom = _compose([s >> 1 for s in out_sigs], inverse_rows)
+    inv_sbox = inv.compile(inv.linear([env[f"z{i}"] for i in range(18)], bottom), "inv_sbox")
 
     # Check both against the AES S-box computed the textbook way, on all 256 inputs at once.
     ones = (1 << 256) - 1
     lanes = [sum(1 << k for k in range(256) if k >> i & 1) for i in range(8)]
-    table = [affine(inv) ^ 0x63 for inv in _aes_inverses()]
-    for func, expect in ((sbox, table), (inv_sbox, [table.index(v) for v in range(256)])):
+    table = [_affine(v) ^ 0x63 for v in _aes_inverses()]
+    for func, expect in ((sbox, table), (inv_sbox, [table.index(v ^ 0x63) for v in range(256)])):
         out = func(*lanes, ones)
         got = [sum((out[i] >> k & 1) << i for i in range(8)) for k in range(256)]
         if got != expect:
@@ -531,86 +523,135 @@ def _build_sboxes() -> tuple[_Sbox, _Sbox]:
     return sbox, inv_sbox
 
 
+def _xtime(b: _Builder, v: Sequence[int]) -> list[int]:
+    """Multiplication by x in GF(2^8) on 8 wires (LSB first)."""
+    return [v[7], b.x(v[0], v[7]), v[1], b.x(v[2], v[7]), b.x(v[3], v[7]), v[4], v[5], v[6]]
+
+
+def _build_mix_columns() -> tuple[_Circuit, _Circuit]:
+    """Round key addition fused with MixColumns or InvMixColumns, on one column.
+
+    Inputs are the column's 32 state planes (byte r, bit i -> 8r+i) and then
+    the 32 round key planes. ``mix_columns_ark`` is MixColumns(s) ^ k (the
+    order of an encryption round), ``inv_mix_columns_ark`` InvMixColumns(s ^ k)
+    (a decryption round). MixColumns is out_r = a_{r+1} ^ (a_{r+2} ^ a_{r+3}) ^
+    xtime(a_r ^ a_{r+1}), sharing the pairwise sums; InvMixColumns is
+    MixColumns after adding 4*(a_0 ^ a_2) to bytes 0 and 2 and 4*(a_1 ^ a_3)
+    to bytes 1 and 3. Checked by the cipher's known-answer test.
+    """
+    circuits = []
+    for inverse in (False, True):
+        b = _Builder(64)
+        if inverse:
+            a = [[b.x(8 * r + i, 32 + 8 * r + i) for i in range(8)] for r in range(4)]
+            u = _xtime(b, _xtime(b, [b.x(p, q) for p, q in zip(a[0], a[2], strict=True)]))
+            v = _xtime(b, _xtime(b, [b.x(p, q) for p, q in zip(a[1], a[3], strict=True)]))
+            a = [[b.x(p, q) for p, q in zip(a[r], (u, v)[r % 2], strict=True)] for r in range(4)]
+        else:
+            a = [list(range(8 * r, 8 * r + 8)) for r in range(4)]
+        d = [[b.x(p, q) for p, q in zip(a[r], a[(r + 1) % 4], strict=True)] for r in range(4)]
+        out = []
+        for r in range(4):
+            m = _xtime(b, d[r])
+            out += [b.x(b.x(p, q), x) for p, q, x in zip(a[(r + 1) % 4], d[(r + 2) % 4], m, strict=True)]
+        if not inverse:
+            out = [b.x(w, 32 + i) for i, w in enumerate(out)]
+        circuits.append(b.compile(out, "inv_mix_columns_ark" if inverse else "mix_columns_ark"))
+    return circuits[0], circuits[1]
+
+
 # --- transposition between bytes and bit-planes ------------------------------------------------
+#
+# Lane k of the planes is unit k. With n lanes, bit i of byte g of a plane is
+# unit 8g + i. Byte p of one block of every unit (a strided slice), split
+# again into the eight byte strings of units i, i + 8, i + 16, ..., gives as
+# ints the rows of an 8x8 bit matrix per byte g, whose transpose is the eight
+# planes of that byte. Shifts cost about five XORs on big ints, so the three
+# swap stages run on these small ints rather than on the whole buffer.
 
-_TRANSPOSE_MASKS: dict[int, tuple[int, int, int]] = {}
+_SWAP_MASKS: dict[int, tuple[int, int, int]] = {}
 
 
-def _transpose8(x: int, nbytes: int) -> int:
-    """Transpose the 8x8 bit matrix (bytes x bits) inside every 64-bit word of ``x``."""
-    masks = _TRANSPOSE_MASKS.get(nbytes)
+def _bit_transpose(rows: Sequence[int], nbytes: int) -> list[int]:
+    """Swap ints and bit positions: bit b of byte g of rows[i] <-> bit i of byte g of result[b].
+
+    Its own inverse. Three delta-swap stages, each exchanging the row index's
+    bit j with the bit position's bit j.
+    """
+    masks = _SWAP_MASKS.get(nbytes)
     if masks is None:
-        words = nbytes // 8
-        masks = tuple(int.from_bytes(m.to_bytes(8, "little") * words, "little")
-                      for m in (0x00AA00AA00AA00AA, 0x0000CCCC0000CCCC, 0x00000000F0F0F0F0))  # fmt: skip
-        _TRANSPOSE_MASKS.clear()
-        _TRANSPOSE_MASKS[nbytes] = masks
-    for shift, mask in zip((7, 14, 28), masks, strict=True):
-        t = (x ^ (x >> shift)) & mask
-        x ^= t ^ (t << shift)
-    return x
+        masks = tuple(int.from_bytes(bytes([m]) * nbytes, "little") for m in (0x55, 0x33, 0x0F))
+        if len(_SWAP_MASKS) > 4:
+            _SWAP_MASKS.clear()
+        _SWAP_MASKS[nbytes] = masks
+    r = list(rows)
+    for s, mask in zip((1, 2, 4), masks, strict=True):
+        for i in range(8):
+            if not i & s:
+                t = ((r[i] >> s) ^ r[i + s]) & mask
+                r[i + s] ^= t
+                r[i] ^= t << s
+    return r
 
 
-def _to_planes(columns: Sequence[bytes], n: int) -> list[int]:
-    """Bit-planes of byte columns (each ``n`` bytes, n a multiple of 8): plane 8c+b = bit b of column c."""
-    joined = b"".join(columns)
-    z = _transpose8(int.from_bytes(joined, "little"), len(joined)).to_bytes(len(joined), "little")
-    return [int.from_bytes(z[c * n + b : (c + 1) * n : 8], "little") for c in range(len(columns)) for b in range(8)]
+def _to_planes(units: bytes, n: int, first: int) -> list[int]:
+    """Bit-planes of the 16-byte blocks at ``first`` (0 or 16) of every 32-byte unit, in n lanes.
+
+    n is a multiple of 8, at least the number of units (extra lanes are zero).
+    Plane 8p + b holds bit b of state byte p, which is block byte 15 - p (the
+    hardware reverses each block).
+    """
+    planes = []
+    for p in range(16):
+        column = units[first + 15 - p :: 32]
+        if len(column) < n:
+            column += bytes(n - len(column))
+        planes += _bit_transpose([int.from_bytes(column[i::8], "little") for i in range(8)], n // 8)
+    return planes
 
 
-def _from_planes(planes: Sequence[int], n: int) -> list[bytes]:
-    """Inverse of :func:`_to_planes`: the byte columns."""
-    count = len(planes) // 8
-    z = bytearray(count * n)
-    for c in range(count):
-        for b in range(8):
-            z[c * n + b : (c + 1) * n : 8] = planes[8 * c + b].to_bytes(n // 8, "little")
-    y = _transpose8(int.from_bytes(z, "little"), len(z)).to_bytes(len(z), "little")
-    return [y[c * n : (c + 1) * n] for c in range(count)]
+def _from_planes(planes: Sequence[int], n: int, out: bytearray, first: int, count: int) -> None:
+    """Inverse of :func:`_to_planes`: write the blocks of ``count`` units to ``out[first::32]``."""
+    column = bytearray(n)
+    for p in range(16):
+        for i, row in enumerate(_bit_transpose(planes[8 * p : 8 * p + 8], n // 8)):
+            column[i::8] = row.to_bytes(n // 8, "little")
+        out[first + 15 - p : first + 32 * count : 32] = column if count == n else column[:count]
 
 
 # --- bitsliced AES-256 -----------------------------------------------------------------------
 
-_SBOXES: tuple[_Sbox, _Sbox] | None = None
+_CIRCUITS: tuple[_Circuit, _Circuit, _Circuit, _Circuit] | None = None
 _RCON = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40)
 # State byte p is row p % 4, column p // 4. Source byte of each destination after (Inv)ShiftRows.
 _SHIFT = [4 * ((p // 4 + p % 4) % 4) + p % 4 for p in range(16)]
 _INV_SHIFT = [4 * ((p // 4 - p % 4) % 4) + p % 4 for p in range(16)]
 
 
-def _sboxes() -> tuple[_Sbox, _Sbox]:
-    global _SBOXES
-    if _SBOXES is None:
-        _SBOXES = _build_sboxes()
-    return _SBOXES
+def _circuits() -> tuple[_Circuit, _Circuit, _Circuit, _Circuit]:
+    """S-box, inverse S-box, MixColumns and InvMixColumns with the round key, generated on first use."""
+    global _CIRCUITS
+    if _CIRCUITS is None:
+        _CIRCUITS = (*_build_sboxes(), *_build_mix_columns())
+    return _CIRCUITS
 
 
-def _xtime(v: list[int]) -> list[int]:
-    return [v[7], v[0] ^ v[7], v[1], v[2] ^ v[7], v[3] ^ v[7], v[4], v[5], v[6]]
+def _round_keys(key: list[int], ones: int, backwards: bool) -> Iterator[list[int]]:
+    """The 15 round keys (128 planes each) of AES-256 keys given as 256 planes (byte j, bit b -> 8j+b).
 
-
-def _mix_columns(s: list[int], inverse: bool) -> list[int]:
-    out: list[int] = []
-    for c in range(4):
-        a = [s[8 * (4 * c + r) : 8 * (4 * c + r) + 8] for r in range(4)]
-        if inverse:  # InvMixColumns = MixColumns after this cheap step
-            u = _xtime(_xtime([p ^ q for p, q in zip(a[0], a[2], strict=True)]))
-            v = _xtime(_xtime([p ^ q for p, q in zip(a[1], a[3], strict=True)]))
-            a = [[p ^ q for p, q in zip(a[0], u, strict=True)], [p ^ q for p, q in zip(a[1], v, strict=True)],
-                 [p ^ q for p, q in zip(a[2], u, strict=True)], [p ^ q for p, q in zip(a[3], v, strict=True)]]  # fmt: skip
-        t = [w ^ x ^ y ^ z for w, x, y, z in zip(*a, strict=True)]
-        for r in range(4):
-            m = _xtime([p ^ q for p, q in zip(a[r], a[(r + 1) % 4], strict=True)])
-            out += [p ^ q ^ x for p, q, x in zip(a[r], t, m, strict=True)]
-    return out
-
-
-def _key_schedule(key: list[int], ones: int) -> list[list[int]]:
-    """The 15 round keys (128 planes each) of AES-256 keys given as 256 planes (byte j, bit b -> 8j+b)."""
-    sbox = _sboxes()[0]
-    words = [key[32 * i : 32 * i + 32] for i in range(8)]
+    Yields them in cipher order, or last first for the inverse cipher. Only
+    eight key schedule words and the SubWord results are kept, not all 60
+    words: running the schedule backwards needs XORs only, and tens of
+    megabytes of round keys cost more in fresh memory than they save.
+    """
+    sbox = _circuits()[0]
+    words = [key[32 * i : 32 * i + 32] for i in range(8)]  # w[i - 8 .. i - 1]
+    subs: dict[int, list[int]] = {}
+    if not backwards:
+        yield words[0] + words[1] + words[2] + words[3]
+        yield words[4] + words[5] + words[6] + words[7]
     for i in range(8, 60):
-        temp = words[i - 1]
+        temp = words[-1]
         if i % 4 == 0:
             if i % 8 == 0:
                 temp = temp[8:] + temp[:8]
@@ -618,30 +659,60 @@ def _key_schedule(key: list[int], ones: int) -> list[list[int]]:
             if i % 8 == 0:
                 rcon = _RCON[i // 8 - 1]
                 temp = [p ^ ones if rcon >> b & 1 else p for b, p in enumerate(temp[:8])] + temp[8:]
-        words.append([p ^ q for p, q in zip(words[i - 8], temp, strict=True)])
-    return [words[4 * r] + words[4 * r + 1] + words[4 * r + 2] + words[4 * r + 3] for r in range(15)]
+            subs[i] = temp
+        words = [*words[1:], [p ^ q for p, q in zip(words[0], temp, strict=True)]]
+        if not backwards and i % 4 == 3:
+            yield words[4] + words[5] + words[6] + words[7]
+    if backwards:
+        # words = w[52..59]; w[i - 8] = w[i] ^ (SubWord result or w[i - 1]).
+        yield words[4] + words[5] + words[6] + words[7]
+        yield words[0] + words[1] + words[2] + words[3]
+        for i in range(59, 7, -1):
+            temp = subs[i] if i % 4 == 0 else words[-2]
+            words = [[p ^ q for p, q in zip(words[-1], temp, strict=True)], *words[:-1]]
+            if i % 4 == 0:
+                yield words[0] + words[1] + words[2] + words[3]
 
 
-def _aes_planes(state: list[int], round_keys: list[list[int]], ones: int, decrypt: bool) -> list[int]:
-    """AES-256 encryption (or the inverse cipher) on bit-planes, every block with its own key."""
-    sbox, inv_sbox = _sboxes()
+def _aes_planes(states: list[list[int]], key: list[int], ones: int, decrypt: bool) -> list[list[int]]:
+    """AES-256 encryption (or the inverse cipher) on bit-planes, every lane with its own key.
+
+    ``states`` share the keys (given as 256 planes) and go through each round
+    together, so every round key is made once and dropped after use.
+    """
+    sbox, inv_sbox, mix_ark, inv_mix_ark = _circuits()
+    keys = _round_keys(key, ones, backwards=decrypt)
     if decrypt:
-        s = [p ^ k for p, k in zip(state, round_keys[14], strict=True)]
-        for r in range(13, -1, -1):
-            s = [bit for p in _INV_SHIFT for bit in inv_sbox(*s[8 * p : 8 * p + 8], ones)]
-            s = [p ^ k for p, k in zip(s, round_keys[r], strict=True)]
-            if r:
-                s = _mix_columns(s, inverse=True)
-        return s
-    s = [p ^ k for p, k in zip(state, round_keys[0], strict=True)]
+        # The inverse S-box takes its input XOR 0x63: add it to every round key
+        # an inverse S-box follows (InvMixColumns keeps a constant column of
+        # equal bytes as it is), so it is paid once per round key, not per block.
+        keys = (
+            [p ^ ones if 0x63 >> i % 8 & 1 else p for i, p in enumerate(k)] if r < 14 else k for r, k in enumerate(keys)
+        )
+    k = next(keys)
+    states = [[p ^ q for p, q in zip(s, k, strict=True)] for s in states]
     for r in range(1, 15):
-        s = [bit for p in _SHIFT for bit in sbox(*s[8 * p : 8 * p + 8], ones)]
-        if r != 14:
-            s = _mix_columns(s, inverse=False)
-        s = [p ^ k for p, k in zip(s, round_keys[r], strict=True)]
-    return s
+        k = next(keys)
+        out = []
+        for s in states:
+            if decrypt:
+                s = [bit for p in _INV_SHIFT for bit in inv_sbox(*s[8 * p : 8 * p + 8], ones)]
+                if r == 14:
+                    s = [p ^ q for p, q in zip(s, k, strict=True)]
+                else:
+                    s = [bit for c in range(0, 128, 32) for bit in inv_mix_ark(*s[c : c + 32], *k[c : c + 32], ones)]
+            else:
+                s = [bit for p in _SHIFT for bit in sbox(*s[8 * p : 8 * p + 8], ones)]
+                if r == 14:
+                    s = [p ^ q for p, q in zip(s, k, strict=True)]
+                else:
+                    s = [bit for c in range(0, 128, 32) for bit in mix_ark(*s[c : c + 32], *k[c : c + 32], ones)]
+            out.append(s)
+        states = out
+    return states
 
 
+@functools.lru_cache(maxsize=16)
 def _key_plane_sources(conf: int) -> list[tuple[int, int, int | None]]:
     """For each key plane (byte j, bit b -> 8j+b): (plane, key bit from the MSB, address bit or None)."""
     sources = []
@@ -651,37 +722,70 @@ def _key_plane_sources(conf: int) -> list[tuple[int, int, int | None]]:
     return sorted(sources)
 
 
-def _esp32_bitsliced(data: bytes, key: bytes, address: int, conf: int, decrypt: bool) -> bytes:
-    """The ESP32 scheme on all blocks at once; ``data`` is whole blocks below 16 MiB."""
-    nb = len(data) // 16
-    n = -(-nb // 8) * 8  # lanes, padded to whole bytes of planes
-    ones = (1 << n) - 1
-    # Blocks run backwards (the buffer is reversed, which reverses every block's bytes).
-    backwards = data[::-1] + bytes(16 * (n - nb))
-    addresses = array("I", range(address + 16 * (nb - 1), address - 1, -16))
-    if sys.byteorder == "big":
-        addresses.byteswap()
-    addr_bytes = addresses.tobytes() + bytes(4 * (n - nb))
-    addr_planes = _to_planes([addr_bytes[j::4] for j in range(3)], n)  # address bit i -> plane i
+def _counter_plane(start: int, bit: int, n: int) -> int:
+    """Plane whose lane k is bit ``bit`` of ``start + k``, for n lanes.
 
-    # Each block's key is the key file XOR its address tweak: as planes, a
-    # constant (all ones or zero) XOR the plane of the address bit flipping it.
+    A square wave of period 2**(bit + 1) lanes, cut out of a longer wave at
+    the right phase.
+    """
+    period = 2 << bit
+    if bit < 3:
+        wave = bytes([(0xAA, 0xCC, 0xF0)[bit]]) * (n // 8 + 2)
+    else:
+        half = 1 << (bit - 3)
+        wave = (bytes(half) + b"\xff" * half) * (n // period + 2)
+    return (int.from_bytes(wave, "little") >> (start % period)) & ((1 << n) - 1)
+
+
+def _esp32_bitsliced(data: bytes, key: bytes, address: int, conf: int, decrypt: bool) -> bytes:
+    """The ESP32 scheme on all blocks at once; ``data`` is whole blocks below 16 MiB.
+
+    Both blocks of a 32-byte unit share its key, so lanes are units: one key
+    schedule for the unit keys, then the cipher runs on the units' first
+    blocks and on their second blocks with the same round keys. Units go
+    through in chunks of ESP32_BITSLICE_CHUNK bytes, all into one output.
+    """
+    front = address & 16  # data starting at a unit's second block
+    back = -(front + len(data)) % 32
+    padded = b"".join((bytes(front), data, bytes(back))) if front or back else data
+    units = len(padded) // 32
+    step = max(8, ESP32_BITSLICE_CHUNK // 32)
+    out = bytearray(len(padded))
+    for u in range(0, units, step):
+        chunk = padded[32 * u : 32 * (u + step)] if units > step else padded
+        _esp32_units(chunk, out, 32 * u, (address >> 5) + u, key, conf, decrypt)
+    return bytes(memoryview(out)[front : front + len(data)]) if front or back else bytes(out)
+
+
+def _esp32_units(
+    units: bytes, out: bytearray, offset: int, first_unit: int, key: bytes, conf: int, decrypt: bool
+) -> None:
+    """Bitsliced ESP32 scheme on whole 32-byte units (unit index ``first_unit`` on), into ``out[offset:]``."""
+    count = len(units) // 32
+    n = -(-count // 8) * 8  # lanes, padded to whole bytes of planes
+    ones = (1 << n) - 1
+    # Each unit's key is the key file XOR its address tweak: as planes, a
+    # constant (all ones or zero) XOR the plane of the address bit flipping
+    # it; address bit 5 + i is bit i of the unit index.
+    unit_bits = {bit: _counter_plane(first_unit, bit - 5, n) for bit in range(5, 24)}
     base = int.from_bytes(key, "big")
     key_planes = []
     for _, i, addr_bit in _key_plane_sources(conf):
         plane = ones if base >> (255 - i) & 1 else 0
-        key_planes.append(plane if addr_bit is None else plane ^ addr_planes[addr_bit])
-    round_keys = _key_schedule(key_planes, ones)
-    state = _to_planes([backwards[p::16] for p in range(16)], n)
+        key_planes.append(plane if addr_bit is None else plane ^ unit_bits[addr_bit])
     # Writing flash (encrypt) is AES decryption, reading it is AES encryption.
-    out_planes = _aes_planes(state, round_keys, ones, decrypt=not decrypt)
-    out = bytearray(16 * n)
-    for p, column in enumerate(_from_planes(out_planes, n)):
-        out[p::16] = column
-    return bytes(out[: 16 * nb])[::-1]
+    states = [_to_planes(units, n, first) for first in (0, 16)]
+    for first, state in zip((0, 16), _aes_planes(states, key_planes, ones, decrypt=not decrypt), strict=True):
+        _from_planes(state, n, out, offset + first, count)
 
 
 # --- XTS-AES --------------------------------------------------------------------------
+
+# XTS data goes through in pieces of this many bytes (whole units): each step
+# is a big-integer conversion or operation on the piece, and on pieces that stay
+# in the CPU cache these run markedly faster than on megabytes.
+XTS_PIECE = 512 * 1024
+_XTS_LANES: dict[int, tuple[int, int]] = {}
 
 
 def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
@@ -690,9 +794,9 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     Per unit at flash address U the chip computes
     ``reverse(XTS(key, tweak=U as u32 LE, reverse(unit)))``. XTS without
     ciphertext stealing encrypts every 16-byte block independently given its
-    tweak, so we pad to whole units, reverse the entire buffer (which reverses
-    every unit and the unit order), XOR the tweaks, run one ECB pass and XOR
-    again.
+    tweak, so we pad to whole units and, piece by piece, reverse the buffer
+    (which reverses every unit and the unit order), XOR the tweaks, run one
+    ECB pass and XOR again.
     """
     half = len(key) // 2
     data_key, tweak_key = key[:half], key[half:]
@@ -701,43 +805,63 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
 
     pad_left = address % XTS_UNIT
     first_unit = address - pad_left
-    total = pad_left + len(data)
-    pad_right = -total % XTS_UNIT
-    units = (total + pad_right) // XTS_UNIT
+    pad_right = -(pad_left + len(data)) % XTS_UNIT
     padded = bytes(pad_left) + data + bytes(pad_right) if pad_left or pad_right else data
+    tweak_op = Cipher(algorithms.AES(tweak_key), _ECB).encryptor()
+    ctx = Cipher(algorithms.AES(data_key), _ECB)
+    data_op = ctx.decryptor() if decrypt else ctx.encryptor()
+    # Units are independent, so pieces are too; all write into one output.
+    # The source is seen as rows of one 16-byte block, the output as 8-byte words.
+    src = memoryview(padded).cast("B", shape=[len(padded) // 16, 16])
+    out = array("Q", bytes(len(padded)))
+    dst = memoryview(out)
+    for i in range(0, len(padded), XTS_PIECE):
+        blocks, words = slice(i // 16, (i + XTS_PIECE) // 16), slice(i // 8, (i + XTS_PIECE) // 8)
+        _xts_piece(src[blocks], dst[words], first_unit + i, tweak_op, data_op)
+    if not (pad_left or pad_right):
+        return out.tobytes()
+    return dst.cast("B")[pad_left : pad_left + len(data)].tobytes()
 
-    # Tweak of every unit in `backwards` order (highest address first):
-    # u32 LE address then 12 zero bytes, built as an array of 32-bit words.
+
+def _xts_piece(
+    src: memoryview, dst: memoryview, first_unit: int, tweak_op: CipherContext, data_op: CipherContext
+) -> None:
+    """XTS on whole units at ``first_unit``, from a view of 16-byte rows to a view of 8-byte words.
+
+    ``tweak_op``/``data_op`` are ECB contexts of the tweak and data key halves.
+    """
+    units = len(src) // 8
+    lanes = _XTS_LANES.get(units)
+    if lanes is None:
+        lane_ones = int.from_bytes((b"\x01" + bytes(15)) * units, "little")
+        lanes = lane_ones, ((1 << 128 * units) - 1) ^ (lane_ones << 127)
+        if len(_XTS_LANES) > 4:
+            _XTS_LANES.clear()
+        _XTS_LANES[units] = lanes
+    lane_ones, top_clear = lanes
+
+    # Tweak of every unit in reversed order (highest address first): u32 LE
+    # address then 12 zero bytes, built as an array of 32-bit words.
     words = array("I", bytes(16 * units))
     words[0::4] = array("I", range(first_unit + XTS_UNIT * (units - 1), first_unit - 1, -XTS_UNIT))
     if sys.byteorder == "big":
         words.byteswap()
-    enc = Cipher(algorithms.AES(tweak_key), _ECB).encryptor()
-    t0 = int.from_bytes(enc.update(words.tobytes()) + enc.finalize(), "little")
+    t = int.from_bytes(tweak_op.update(words.tobytes()), "little")
 
     # Per-block tweaks T_j = T_0 * alpha^j (GF(2^128), little-endian), all
-    # units at once: each 128-bit lane of the big integer is one unit.
-    lane_ones = int.from_bytes((b"\x01" + bytes(15)) * units, "little")
-    top_clear = ((1 << 128 * units) - 1) ^ (lane_ones << 127)
-    t = t0
-    # Interleave into the mask stream: unit u, block j -> T_j of unit u, moving
-    # 8-byte halves with strided array copies (native order, undone below).
-    stream = array("Q", bytes(len(padded)))
+    # units at once: each 128-bit lane of the big integer is one unit. Block j
+    # of every (reversed) unit is gathered into one buffer and handled with
+    # T_j: a strided slice of the 16-byte rows in, strided copies of 8-byte
+    # words (byte-order neutral) out. That is cheaper than interleaving the
+    # tweaks into a mask for the whole piece.
     for j in range(8):
         if j:
             t = ((t & top_clear) << 1) ^ (((t >> 127) & lane_ones) * 0x87)
-        lanes = array("Q", t.to_bytes(16 * units, "little"))
-        stream[2 * j :: 16] = lanes[0::2]
-        stream[2 * j + 1 :: 16] = lanes[1::2]
-    mask = int.from_bytes(stream.tobytes(), "little")
-
-    # Reading the buffer big-endian reverses it for free; writing big-endian reverses it back.
-    nbytes = len(padded)
-    pre = (int.from_bytes(padded, "big") ^ mask).to_bytes(nbytes, "little")
-    ctx = Cipher(algorithms.AES(data_key), _ECB)
-    op = ctx.decryptor() if decrypt else ctx.encryptor()
-    mid = op.update(pre) + op.finalize()
-    out = (int.from_bytes(mid, "little") ^ mask).to_bytes(nbytes, "big")
-    if not (pad_left or pad_right):
-        return out
-    return out[pad_left : pad_left + len(data)]
+        # Reading big-endian reverses the buffer: units in reverse order (as
+        # the tweaks), each block's bytes reversed, block j of a reversed unit
+        # being block 7 - j of the original. Writing big-endian undoes it.
+        w = 2 * (7 - j)
+        pre = (int.from_bytes(src[7 - j :: 8].tobytes(), "big") ^ t).to_bytes(16 * units, "little")
+        res = memoryview((int.from_bytes(data_op.update(pre), "little") ^ t).to_bytes(16 * units, "big")).cast("Q")
+        dst[w::16] = res[0::2]
+        dst[w + 1 :: 16] = res[1::2]

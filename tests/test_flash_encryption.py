@@ -175,6 +175,35 @@ def test_esp32_large_input_spans_chunks(tmp_path: Path) -> None:
     assert fe.encrypt(data, key, 0x30010, fe.SCHEME_ESP32, 0xB) == expected
 
 
+@pytest.mark.parametrize(
+    ("scheme", "key_len", "address", "size", "conf"),
+    [
+        # Several XTS pieces, starting and ending inside a 128-byte unit.
+        (fe.SCHEME_XTS, 64, 0x123450, 2 * fe.XTS_PIECE + 4096 + 48, 0xF),
+        (fe.SCHEME_XTS, 32, 0x7FF0, fe.XTS_PIECE + 16, 0xF),
+        # Bitsliced ESP32 path, starting on the second block of a 32-byte unit.
+        (fe.SCHEME_ESP32, 32, 0x45670, 64 * 1024 + 16, 0x5),
+        # Ending on a unit's first block, near the top of the 16 MiB space.
+        (fe.SCHEME_ESP32, 24, 0xFC0020, 48 * 1024 + 16, 0xF),
+    ],
+    ids=["xts512-pieces", "xts256-piece-edge", "esp32-odd-block", "esp32-high-address"],
+)
+def test_fast_paths_against_espsecure(
+    tmp_path: Path, scheme: str, key_len: int, address: int, size: int, conf: int
+) -> None:
+    """The vectorised paths on inputs large enough to use them, at unaligned addresses, both directions."""
+    key = _seeded(f"fast-key-{address}", key_len)
+    data = _seeded(f"fast-data-{address}", size)
+    xts = scheme == fe.SCHEME_XTS
+    assert size >= (fe.XTS_PIECE if xts else fe.ESP32_BITSLICE_MIN)
+    for kind, operation in (("encrypt", fe.encrypt), ("decrypt", fe.decrypt)):
+        expected = _oracle(tmp_path, kind, data, key, address, xts=xts, conf=conf)
+        if xts:
+            assert operation(data, key, address, scheme, conf) == expected
+        else:
+            assert _esp32_both_ways(operation, data, key, address, conf) == expected
+
+
 def test_large_xts_input_round_trip() -> None:
     key = bytes(range(64))
     data = os.urandom(3 * 4096 + 48)
