@@ -26,6 +26,15 @@ def load_cases(*kinds: str) -> list[dict]:
     return [c for c in cases if not kinds or c["kind"] in kinds]
 
 
+def expected_bytes(case: dict) -> bytes:
+    """A case's expected file, with its ``expected_patch`` (peer file vs reference 0.3.0) applied."""
+    data = bytearray((VECTORS / case["expected"]).read_bytes())
+    for patch in case.get("expected_patch", []):
+        assert data[patch["offset"]] == int(patch["peer"], 16)
+        data[patch["offset"]] = int(patch["oracle_0_3_0"], 16)
+    return bytes(data)
+
+
 def case_ids(cases: list[dict]) -> list[str]:
     return [c["id"] for c in cases]
 

@@ -12,6 +12,11 @@ from pathlib import Path
 from conftest import REPO
 
 STEP = re.compile(r"^[A-Z][A-Z0-9-]* \S+$")
+# First lines of a throw-away SConstruct that loads the tool from this checkout.
+TOOL_HEADER = (
+    f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
+    "env.Tool('esp_secure')\n"
+)
 
 
 def copy_sample(dest: Path) -> Path:

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import VECTORS, case_ids, load_cases, run_cli
+from conftest import VECTORS, case_ids, expected_bytes, load_cases, run_cli
 
 from esp_secure_build.nvs import (
     NvsKeys,
@@ -25,12 +25,6 @@ MFG = VECTORS / "mfg"
 MFG_CASES = json.loads((MFG / "cases.json").read_text())
 
 
-def _expected(case: dict) -> bytes:
-    data = bytearray((VECTORS / case["expected"]).read_bytes())
-    for patch in case.get("expected_patch", []):
-        assert data[patch["offset"]] == int(patch["peer"], 16)
-        data[patch["offset"]] = int(patch["oracle_0_3_0"], 16)
-    return bytes(data)
 
 
 def _case_keys(case: dict) -> NvsKeys:
@@ -57,7 +51,7 @@ def test_gen_core(case: dict) -> None:
     opts = case["options"]
     out = generate_partition(VECTORS / case["inputs"]["csv"], int(opts["size"], 0), opts["version"],
                              base_dir=VECTORS / opts["cwd"])  # fmt: skip
-    assert out == _expected(case)
+    assert out == expected_bytes(case)
 
 
 @pytest.mark.parametrize("case", GEN, ids=case_ids(GEN))
@@ -78,7 +72,7 @@ def test_gen_cli(case: dict, tmp_path: Path) -> None:
     proc = run_cli("nvs", "generate", VECTORS / case["inputs"]["csv"], "out.bin", opts["size"],
                    "--version", str(opts["version"]), "--outdir", tmp_path, cwd=VECTORS / opts["cwd"])  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out.bin").read_bytes() == _expected(case)
+    assert (tmp_path / "out.bin").read_bytes() == expected_bytes(case)
 
 
 @pytest.mark.parametrize("case", ENC, ids=case_ids(ENC))
@@ -86,7 +80,7 @@ def test_encrypt_core(case: dict) -> None:
     opts = case["options"]
     out = generate_partition(VECTORS / case["inputs"]["csv"], int(opts["size"], 0), 2, _case_keys(case),
                              base_dir=VECTORS / opts["cwd"])  # fmt: skip
-    assert out == _expected(case)
+    assert out == expected_bytes(case)
 
 
 @pytest.mark.parametrize("case", ENC, ids=case_ids(ENC))
@@ -106,7 +100,7 @@ def test_encrypt_cli(case: dict, tmp_path: Path) -> None:
         ]
     proc = run_cli(*args, cwd=VECTORS / opts["cwd"])
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "out.bin").read_bytes() == _expected(case)
+    assert (tmp_path / "out.bin").read_bytes() == expected_bytes(case)
     if "hmac_key" in inputs:
         key_file = tmp_path / "keys" / "k.bin"
         assert key_file.read_bytes() == (VECTORS / "nvs/esp-idf/testdata/sample_encryption_keys_hmac.bin").read_bytes()
@@ -117,16 +111,16 @@ def test_encrypt_cli(case: dict, tmp_path: Path) -> None:
 def test_decrypt_core_and_cli(case: dict, tmp_path: Path) -> None:
     inputs = case["inputs"]
     encrypted = (VECTORS / inputs["encrypted"]).read_bytes()
-    assert decrypt_partition(encrypted, load_keys(VECTORS / inputs["key"])) == _expected(case)
+    assert decrypt_partition(encrypted, load_keys(VECTORS / inputs["key"])) == expected_bytes(case)
     proc = run_cli("nvs", "decrypt", VECTORS / inputs["encrypted"], VECTORS / inputs["key"], "plain.bin",
                    "--outdir", tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "plain.bin").read_bytes() == _expected(case)
+    assert (tmp_path / "plain.bin").read_bytes() == expected_bytes(case)
 
 
 @pytest.mark.parametrize("case", KEYS, ids=case_ids(KEYS))
 def test_keys_partition(case: dict, tmp_path: Path) -> None:
-    expected = _expected(case)
+    expected = expected_bytes(case)
     if "hmac_key" in case["inputs"]:
         keys = NvsKeys.from_hmac_key(load_hmac_key(VECTORS / case["inputs"]["hmac_key"]))
         proc = run_cli("nvs", "generate-key", "--key_protect_hmac", "--kp_hmac_inputkey",

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from sconsutil import copy_sample, scons, steps
+from sconsutil import TOOL_HEADER, copy_sample, scons, steps
 
 from esp_secure_build.image import read_image
 
@@ -135,7 +134,7 @@ def _throwaway(folder: Path, header: str) -> Path:
 def test_throwaway_project_with_checkout_toolpath(tmp_path: Path) -> None:
     folder = _throwaway(
         tmp_path / "p",
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\nenv.Tool('esp_secure')\n",
+        TOOL_HEADER,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = scons(folder, env=env)
@@ -163,8 +162,8 @@ def test_build_error_is_one_line_without_partial_output(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "broken.elf").write_bytes(b"\x7fELF\x01\x01\x01" + bytes(20))
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        "env.Tool('esp_secure')\nenv.EspImage('fw.bin', 'broken.elf')\n"
+        TOOL_HEADER
+        + "env.EspImage('fw.bin', 'broken.elf')\n"
     )
     proc = scons(folder)
     assert proc.returncode == 2
@@ -195,8 +194,8 @@ def test_toolchain_for_every_chip(tmp_path: Path, chip: str) -> None:
         "  .dram0.bss (NOLOAD) : { *(.bss .bss.* .sbss .sbss.*) } /DISCARD/ : { *(.comment .eh_frame) } }\n"
     )
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        f"env.Tool('esp_secure')\nenv.Replace(ESP_CHIP={chip!r})\nenv.EspToolchain()\n"
+        TOOL_HEADER
+        + f"\nenv.Replace(ESP_CHIP={chip!r})\nenv.EspToolchain()\n"
         "elf = env.EspProgram('fw.elf', ['app.c'], 'app.ld')\nenv.EspImage('fw.bin', elf)\n"
     )
     proc = scons(folder)

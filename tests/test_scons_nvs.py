@@ -10,17 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VECTORS, case_ids, load_cases, run_oracle
-from sconsutil import scons, steps
+from conftest import VECTORS, case_ids, expected_bytes, load_cases, run_oracle
+from sconsutil import TOOL_HEADER, scons, steps
 
 NVS_CASES = load_cases("nvs_gen", "nvs_encrypt", "nvs_keys")
 MFG_CASES = json.loads((VECTORS / "mfg" / "cases.json").read_text())
 ORACLE = "esp_idf_nvs_partition_gen"
 
 HEADER = (
-    f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-    "env.Tool('esp_secure')\n"
-    "for _k, _v in ARGUMENTS.items():\n"
+    TOOL_HEADER
+    + "for _k, _v in ARGUMENTS.items():\n"
     "    env[_k] = _v\n"
 )
 
@@ -107,20 +106,13 @@ def vector_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _expected(case: dict) -> bytes:
-    """The expected bytes, with the README's expected_patch (peer file vs reference 0.3.0) applied."""
-    data = bytearray((VECTORS / case["expected"]).read_bytes())
-    for patch in case.get("expected_patch", []):
-        assert data[patch["offset"]] == int(patch["peer"], 16)
-        data[patch["offset"]] = int(patch["oracle_0_3_0"], 16)
-    return bytes(data)
 
 
 @pytest.mark.parametrize("case", NVS_CASES, ids=case_ids(NVS_CASES))
 def test_vector_cases(vector_build: Path, case: dict) -> None:
     assert case["check"] == "byte-exact"
     out = vector_build / "out" / f"{case['id']}.bin"
-    assert out.read_bytes() == _expected(case)
+    assert out.read_bytes() == expected_bytes(case)
     if case["kind"] == "nvs_keys":
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VECTORS, run_oracle
-from sconsutil import copy_sample, release_dir, scons, steps
+from conftest import VECTORS, run_oracle
+from sconsutil import TOOL_HEADER, copy_sample, release_dir, scons, steps
 
 # The sample's partitions.csv places these (the table itself sits at 0x8000).
 C3_LAYOUT = {"bootloader.bin": 0x0, "partition-table.bin": 0x8000, "nvs_keys.bin": 0xF000, "app.bin": 0x10000}
@@ -104,9 +104,8 @@ def _throwaway(folder: Path, csv: str, body: str) -> Path:
     (folder / "partitions.csv").write_text(csv)
     (folder / "key.bin").write_bytes(bytes(range(32)))
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        "env.Tool('esp_secure')\n"
-        "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='key.bin')\n"
+        TOOL_HEADER
+        + "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='key.bin')\n"
         "env['ESP_PARTITION_TABLE'] = env.PartitionTable('table.bin', 'partitions.csv')\n" + body
     )
     return folder
@@ -170,8 +169,8 @@ def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None
     (folder / "partitions.csv").write_text("nvs, data, nvs, 0x9000, 0x6000,\nfactory, app, factory, 0x10000, 0x100000,\n")
     (folder / "nvs.csv").write_text("key,type,encoding,value\nsettings,namespace,,\nname,data,string,plain\n")
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        "env.Tool('esp_secure')\nenv.Replace(ESP_CHIP='esp32')\n"
+        TOOL_HEADER
+        + "env.Replace(ESP_CHIP='esp32')\n"
         f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
         "               partitions='partitions.csv', nvs={'nvs': ('nvs.csv', None)})\n"
     )
@@ -199,8 +198,8 @@ def test_ota_layout_from_the_table(tmp_path: Path) -> None:
     key = folder / "fe.bin"
     key.write_bytes(os.urandom(32))
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        "env.Tool('esp_secure')\nenv.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        TOOL_HEADER
+        + "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
         f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
         "               partitions='partitions.csv', nvs={'nvs': ('nvs.csv', None)})\n"
     )

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VECTORS, run_oracle
-from sconsutil import copy_sample, scons, steps
+from conftest import VECTORS, run_oracle
+from sconsutil import TOOL_HEADER, copy_sample, scons, steps
 
 from esp_secure_build.image import read_image
 
@@ -110,9 +110,8 @@ def test_sample_ecdsa_and_v1(tmp_path: Path) -> None:
 def _signing_project(folder: Path, keys_expr: str, extra: str = "", chip: str = "esp32c6") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "SConstruct").write_text(
-        f"env = Environment(tools=[], toolpath=[{str(REPO / 'site_scons' / 'site_tools')!r}])\n"
-        "env.Tool('esp_secure')\n"
-        f"env.Replace(ESP_CHIP={chip!r}, ESP_SECURE_BOOT_VERSION=2, ESP_SIGNING_KEYS={keys_expr})\n"
+        TOOL_HEADER
+        + f"env.Replace(ESP_CHIP={chip!r}, ESP_SECURE_BOOT_VERSION=2, ESP_SIGNING_KEYS={keys_expr})\n"
         f"{extra}"
         f"env.SignedImage('signed.bin', {str(SI / 'bootloader_unsigned_v2.bin')!r})\n"
     )
