@@ -34,11 +34,8 @@ BUILDER_MODULES = (
 def generate(env: Any) -> None:
     """Add the esp-secure construction variables, builders and methods to ``env``."""
     import importlib
-    import importlib.util
 
     for name in BUILDER_MODULES:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:  # not written yet
-            continue
         importlib.import_module(f"{__name__}.{name}").generate(env)
 
 

@@ -30,6 +30,11 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
     return SCons.Action.Action(run, f"${comstr_var}", varlist=varlist)
 
 
+def first_node(value: Any) -> Any:
+    """A builder returns a NodeList; the callers here want its (first) node. Strings pass through."""
+    return value[0] if not isinstance(value, str) and hasattr(value, "__getitem__") else value
+
+
 def env_str(env: Any, name: str, default: str = "") -> str:
     """A construction variable as a string, substituted, '' when unset."""
     value = env.get(name)

@@ -33,7 +33,7 @@ import SCons.Errors
 from ..chips import get_chip
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic
-from .common import core_action, env_int, env_str
+from .common import core_action, env_int, env_str, first_node
 from .partitions import load_table, region, table_node
 
 ENCRYPT_VARS = ["ESP_CHIP", "ESP_FLASH_CRYPT_CONF", "ESP_PARTITION", "ESP_PARTITION_TABLE_OFFSET"]
@@ -43,9 +43,7 @@ def key_node(env: Any) -> Any:
     value = env.get("ESP_FLASH_ENCRYPTION_KEY")
     if not value:
         raise EspSecureError("ESP_FLASH_ENCRYPTION_KEY is not set: name the flash encryption key file")
-    if not isinstance(value, str) and hasattr(value, "__getitem__"):
-        value = value[0]
-    return env.File(value)
+    return env.File(first_node(value))
 
 
 def _build_encrypted(target: Any, source: Any, env: Any) -> None:

@@ -28,7 +28,7 @@ import SCons.Builder
 from ..chips import get_chip
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic, write_text_atomic
-from .common import core_action, env_str
+from .common import core_action, env_str, first_node
 from .partitions import load_table, region, table_node
 
 FACTORY_VARS = ["ESP_CHIP", "ESP_FACTORY_PAD_TO_SIZE", "ESP_PARTITION_TABLE_OFFSET"]
@@ -77,8 +77,7 @@ def _layout_sources(env: Any, layout: list[tuple[str, Any]]) -> list[Any]:
     names = [name for name, _ in layout]
     if len(set(names)) != len(names):
         raise EspSecureError(f"a region appears twice in the layout: {names}")
-    nodes = [env.File(node[0] if not isinstance(node, str) and hasattr(node, "__getitem__") else node)
-             for _, node in layout]  # fmt: skip
+    nodes = [env.File(first_node(node)) for _, node in layout]
     return [env.Value(names), table_node(env), *nodes]
 
 

@@ -17,7 +17,7 @@ import SCons.Builder
 
 from ..chips import get_chip
 from ..fileio import write_text_atomic
-from .common import core_action, env_str
+from .common import core_action, env_str, first_node
 from .partitions import load_table, region, table_node
 
 
@@ -38,7 +38,7 @@ def _build_manifest(target: Any, source: Any, env: Any) -> None:
     key = env.get("ESP_FLASH_ENCRYPTION_KEY")
     fe = None
     if key:
-        bits = os.path.getsize(env.File(key[0] if not isinstance(key, str) and hasattr(key, "__getitem__") else key).abspath) * 8
+        bits = os.path.getsize(env.File(first_node(key)).abspath) * 8
         fe = "AES-256 with address tweak (ESP32)" if scheme_for_chip(chip) == "esp32" else f"XTS-AES-{bits // 2 if bits > 128 else 128}"
     base = os.path.dirname(target[0].get_abspath())
     manifest = build_manifest(chip, base, layout, images, artifacts, certs, fe)
@@ -46,16 +46,12 @@ def _build_manifest(target: Any, source: Any, env: Any) -> None:
     sys.stdout.write("\n".join(summary_lines(manifest)) + "\n")
 
 
-def _first(node: Any) -> Any:
-    return node[0] if not isinstance(node, str) and hasattr(node, "__getitem__") else node
-
-
 def _manifest(env: Any, target: str, layout: list[tuple[str, Any]], images: list[Any] = (),  # type: ignore[assignment]
               artifacts: list[Any] = (), certificates: list[Any] = ()) -> Any:  # type: ignore[assignment]
     spec = {"layout": [name for name, _ in layout], "images": len(images), "artifacts": len(artifacts),
             "certificates": len(certificates)}  # fmt: skip
-    nodes = [env.File(_first(n)) for _, n in layout] + [env.File(_first(n)) for n in images]
-    nodes += [env.File(_first(n)) for n in artifacts] + [env.File(_first(n)) for n in certificates]
+    nodes = [env.File(first_node(n)) for _, n in layout] + [env.File(first_node(n)) for n in images]
+    nodes += [env.File(first_node(n)) for n in artifacts] + [env.File(first_node(n)) for n in certificates]
     return env["BUILDERS"]["_EspReleaseManifest"](env, target, [env.Value(spec), table_node(env), *nodes])
 
 

@@ -26,7 +26,7 @@ import SCons.Builder
 from ..chips import get_chip
 from ..errors import EspSecureError
 from ..fileio import read_bytes, read_text, write_atomic
-from .common import core_action, env_int, env_str
+from .common import core_action, env_int, env_str, first_node
 
 TABLE_VARS = ["ESP_CHIP", "ESP_PARTITION_TABLE_OFFSET", "ESP_FLASH_SIZE", "ESP_SECURE_BOOT_VERSION",
               "ESP_PARTITION_EXTRA_SUBTYPES"]  # fmt: skip
@@ -68,9 +68,7 @@ def table_node(env: Any) -> Any:
     value = env.get("ESP_PARTITION_TABLE")
     if not value:
         raise EspSecureError("ESP_PARTITION_TABLE is not set: give the PartitionTable node the addresses come from")
-    if not isinstance(value, str) and hasattr(value, "__getitem__"):  # a NodeList from a builder
-        value = value[0]
-    return env.File(value)
+    return env.File(first_node(value))
 
 
 def load_table(env: Any) -> Any:
