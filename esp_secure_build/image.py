@@ -510,13 +510,14 @@ V1_SIGNATURE_LEN = 68  # u32 version 0, then r || s big-endian
 
 def _read_signatures(info: ImageInfo, data: bytes, end: int) -> None:
     """Find Secure Boot V2 blocks (in the sector after the 4 KiB-padded image) or a V1 signature."""
-    from .secure_boot.v2 import content_digest, parse_block
-
     info.signature_offset = None
     info.signature_blocks = []
     info.v1_signature = None
     sig_off = end + (-end % SECTOR)
     if len(data) >= sig_off + SECTOR and data[sig_off] == 0xE7:
+        # Only signed images pay for importing the signature code (and cryptography).
+        from .secure_boot.v2 import content_digest, parse_block
+
         content = data[:sig_off]
         for index in range(3):
             block = parse_block(data[sig_off + index * 1216 : sig_off + (index + 1) * 1216], index)
