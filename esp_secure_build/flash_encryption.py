@@ -323,12 +323,12 @@ t67 t64 ^ t65 S3 t53 ^ t66  S4 t51 ^ t66  S5 t47 ^ t65  S1 t64 # S3   S2 t55 # t
 
 # XOR programs (gates ``tK=a^b``, then ``:`` and the output signals) for the
 # linear layers of the inverse S-box and for (Inv)MixColumns on one column,
-# inputs and outputs LSB first, byte r bit i -> 8r+i. Found for this module
-# by a seeded search for short XOR programs that may cancel terms (Boyar and
-# Peralta's distance heuristic for the S-box layers, a randomised in-place
-# search for the columns); each is checked against its matrix when built.
-# They replace 31, 35, 168 and 108 XORs (Paar's greedy for the S-box layers,
-# the textbook decompositions for the columns).
+# inputs and outputs LSB first, byte r bit i -> 8r+i: 23, 29, 105 and 98 XORs
+# where Paar's greedy and the textbook decompositions take 31, 35, 168 and 108.
+# Found for this module offline by seeded searches that may cancel terms
+# (Boyar and Peralta's distance heuristic for the S-box layers, a beam search
+# over in-place programs for the columns); they are data, each checked
+# against its matrix when the circuits are built.
 _INV_SBOX_TOP = """
 t0=x4^x6 t1=x0^x3 t2=x4^t1 t3=x4^x7 t4=x6^t3 t5=t2^t4 t6=x3^t4 t7=x4^t4 t8=x1^t2 t9=x0^t2 t10=x5^t9
 t11=t0^t8 t12=t6^t8 t13=t10^t11 t14=t2^t13 t15=x5^t13 t16=x1^t13 t17=x7^x2 t18=t15^t17 t19=t5^t18
@@ -336,44 +336,41 @@ t20=t14^t19 t21=x5^t17 t22=t9^t18
 : t21 t2 t5 t18 t12 t8 t6 t20 t14 t19 t10 t1 t11 t22 t16 t3 t15 t0 t4 t13 t7 t9
 """
 _INV_SBOX_BOTTOM = """
-t0=x15^x6 t1=t0^x12 t2=t1^x16 t3=t2^x13 t4=t3^x8 t5=t4^x2 t6=x0^t5 t7=x4^x3 t8=t4^x5 t9=x3^t8 t10=t7^x1
-t11=t3^x7 t12=t7^t11 t13=x17^x11 t14=t10^x14 t15=t5^x10 t16=t9^x0 t17=t10^t16 t18=t15^t14 t19=t18^x11
-t20=x13^t19 t21=t13^x9 t22=x15^t21 t23=t3^t0 t24=t21^t20 t25=t23^t24 t26=t12^x16 t27=t15^t13 t28=t26^t16
-t29=t27^t28
-: t22 t12 t17 t29 t6 t20 t25 t9
+t0=x12^x15 t1=t0^x16 t2=t1^x13 t3=x6^t2 t4=x8^t3 t5=x2^x0 t6=x5^x3 t7=x4^x3 t8=x10^t5 t9=t8^t6 t10=x16^x17
+t11=t9^x11 t12=x15^x17 t13=x7^t7 t14=x14^t11 t15=t7^x0 t16=x1^t15 t17=t12^x9 t18=t6^t4 t19=t4^t5 t20=t13^t3
+t21=t14^x13 t22=t17^x11 t23=t10^t11 t24=t16^t18 t25=t23^t20 t26=t21^t24 t27=t2^t22 t28=t27^t26
+: t22 t20 t24 t25 t19 t26 t28 t18
 """
 _INV_MIX_COLUMNS = """
-t0=x21^x5 t1=x13^x29 t2=x30^x14 t3=x6^x22 t4=t0^t1 t5=t3^t4 t6=t4^t2 t7=x15^t5 t8=t5^x23 t9=x3^t7
-t10=x19^x31 t11=x25^x9 t12=x17^x1 t13=t11^t12 t14=x10^x26 t15=x2^x18 t16=t12^x24 t17=t10^t14 t18=x27^t9
-t19=t9^t15 t20=t16^x7 t21=t19^t17 t22=x12^x4 t23=t14^t13 t24=x16^x8 t25=x8^t8 t26=t25^x0 t27=t21^t22
-t28=x20^t22 t29=x28^t28 t30=t17^t13 t31=t22^t8 t32=t30^x11 t33=x0^t24 t34=t2^t27 t35=t20^t33 t36=x11^t35
-t37=x9^t24 t38=t35^t37 t39=t24^x24 t40=x4^t32 t41=t32^t26 t42=x29^t34 t43=x22^x14 t44=t38^t7 t45=t40^t29
-t46=t36^t18 t47=x14^x5 t48=t34^x5 t49=x24^t26 t50=t47^t27 t51=t49^x31 t52=t37^t13 t53=t46^x18 t54=t26^t6
-t55=t45^t31 t56=t54^t7 t57=t18^x7 t58=t7^x7 t59=x5^t1 t60=t31^x7 t61=x7^x31 t62=x31^t8 t63=t53^x26
-t64=t8^x23 t65=t60^t27 t66=t27^t6 t67=x26^t15 t68=t15^t13 t69=t1^t29 t70=t57^t23 t71=x18^t23 t72=t41^t56
-t73=x23^t61 t74=t61^t6 t75=t28^t70 t76=t29^t66 t77=t70^t74 t78=t52^t62 t79=t50^t64 t80=x1^t56 t81=t56^t39
-t82=t39^t58 t83=t13^t80 t84=t80^t44 t85=t33^t74 t86=t42^t75 t87=t67^t84 t88=t84^t78 t89=t71^t44 t90=t86^t55
-t91=t89^t88 t92=t66^t55 t93=t79^t90 t94=t59^t76 t95=t76^t75 t96=t43^t69 t97=t65^t63 t98=t77^t97 t99=t72^t63
-t100=t23^t87 t101=t68^t91 t102=t73^t96 t103=t58^t102 t104=t69^t90 t105=t96^t93 t106=t74^t103 t107=t62^t106
-t108=t6^t93 t109=t64^t105
-: t82 t83 t91 t97 t92 t48 t109 t103 t81 t78 t87 t99 t55 t104 t93 t102 t51 t88 t101 t63 t95 t94 t105 t107 t85
-t44 t100 t98 t75 t90 t108 t106
+t0=x21^x5 t1=x13^x29 t2=x22^x6 t3=t0^t1 t4=x14^x30 t5=t2^t3 t6=t3^t4 t7=x15^t5 t8=x23^t5 t9=x3^t7 t10=x1^x17
+t11=x10^x26 t12=t10^x9 t13=x25^t12 t14=x2^x18 t15=t6^x31 t16=t8^x31 t17=x19^t11 t18=x28^x20 t19=x27^t9
+t20=t9^t14 t21=t20^t17 t22=x8^x16 t23=x16^x24 t24=x12^x4 t25=t7^x7 t26=x9^t22 t27=x7^t15 t28=t21^t15
+t29=t19^t15 t30=x24^t25 t31=t17^x11 t32=x11^x18 t33=x26^t26 t34=x6^x30 t35=t26^t13 t36=x17^t23 t37=t23^x0
+t38=t12^t30 t39=t36^t27 t40=x4^t16 t41=t30^t22 t42=x20^t27 t43=t40^t18 t44=t42^t24 t45=x29^t3 t46=x30^t5
+t47=t32^t33 t48=x18^t11 t49=t38^x0 t50=t11^t13 t51=t3^x5 t52=x5^t1 t53=t1^t18 t54=t53^t24 t55=t18^t28
+t56=t24^t28 t57=x0^t27 t58=t33^t14 t59=t14^t13 t60=x31^t25 t61=t57^t22 t62=t28^t16 t63=t58^t16 t64=t47^t29
+t65=t62^t27 t66=t35^t16 t67=t37^t16 t68=t27^t25 t69=t31^t13 t70=t51^t56 t71=t64^t68 t72=t29^t50 t73=t43^t69
+t74=t69^t68 t75=t44^t72 t76=t13^t39 t77=t22^t67 t78=t67^t68 t79=t63^t39 t80=t39^t49 t81=t56^t73 t82=t45^t81
+t83=t82^t75 t84=t71^t49 t85=t46^t70 t86=t85^t83 t87=t52^t55 t88=t55^t75 t89=t48^t80 t90=t80^t66 t91=t34^t54
+t92=t59^t89 t93=t65^t84 t94=t72^t93 t95=t74^t84 t96=t50^t79 t97=t60^t91 t98=t16^t97 t99=t68^t98 t100=t25^t99
+t101=t54^t83 t102=t6^t86 t103=t91^t102 t104=t5^t103
+: t41 t90 t89 t93 t81 t70 t103 t100 t78 t66 t79 t95 t73 t101 t86 t99 t77 t76 t92 t84 t88 t87 t104 t97 t61
+t49 t96 t94 t75 t83 t102 t98
 """
 _MIX_COLUMNS = """
-t0=x15^x7 t1=x16^x8 t2=x8^x0 t3=x3^x11 t4=x7^x23 t5=x23^x31 t6=x6^x22 t7=x30^x22 t8=x26^x18 t9=x25^x1
-t10=x1^x9 t11=x18^x2 t12=x20^x28 t13=x21^x13 t14=x13^x5 t15=x11^x19 t16=x17^t10 t17=x19^t5 t18=x0^t1
-t19=x28^x12 t20=x12^x4 t21=x22^x31 t22=x31^t7 t23=t7^t14 t24=t14^x29 t25=x29^x5 t26=t23^x14 t27=x5^t20
-t28=t25^t13 t29=t20^t12 t30=t24^t12 t31=t12^t11 t32=t31^t15 t33=t15^x10 t34=t33^x27 t35=t34^x2 t36=x2^t10
-t37=t21^x14 t38=x14^t13 t39=t13^t19 t40=t19^x27 t41=t40^x4 t42=x27^t8 t43=t42^t3 t44=x4^t3 t45=t3^t11
-t46=t11^x10 t47=x10^t8 t48=t47^t10 t49=t41^t17 t50=t17^t8 t51=t10^t1 t52=t8^x9 t53=t1^x24 t54=x9^t9
-t55=t9^t2 t56=t46^t2 t57=x24^t2 t58=t2^t4 t59=t54^t18 t60=t18^t4 t61=t45^t4 t62=t4^t37 t63=t37^t38
-t64=t63^t22 t65=t56^t55 t66=t52^t16 t67=t53^t16 t68=t64^t6 t69=t22^t0 t70=t43^t5 t71=t44^t0 t72=t60^t5
-t73=t35^t0 t74=t57^t5 t75=t5^t6 t76=t16^t0 t77=t0^t6 t78=t6^t38 t79=t78^t28 t80=t29^t71 t81=t32^t61
-t82=t28^t27 t83=t27^t39 t84=t38^t26 t85=t55^t76 t86=t76^t67 t87=t51^t58 t88=t87^t85 t89=t39^t30 t90=t36^t66
-t91=t84^t79 t92=t66^t65 t93=t50^t61 t94=t71^t81 t95=t81^t49 t96=t75^t69 t97=t67^t72 t98=t61^t73 t99=t59^t74
-t100=t58^t86 t101=t77^t62
-: t86 t85 t48 t73 t80 t82 t26 t101 t100 t88 t90 t98 t94 t89 t68 t62 t74 t99 t92 t70 t49 t30 t91 t69 t72 t97
-t65 t93 t95 t83 t79 t96
+t0=x15^x23 t1=x23^x31 t2=x27^x3 t3=x31^x7 t4=x1^x9 t5=x2^x26 t6=x22^x14 t7=x21^x29 t8=x12^x4 t9=x4^x20
+t10=x0^x24 t11=x3^x19 t12=x19^t0 t13=x14^x30 t14=x9^x25 t15=x18^x10 t16=t11^t3 t17=x29^x13 t18=x13^x5
+t19=x20^x28 t20=x5^t8 t21=t19^t8 t22=t8^t16 t23=t16^x11 t24=t23^t5 t25=x8^t10 t26=x30^t18 t27=x6^t18
+t28=t18^t7 t29=t7^t9 t30=t9^x28 t31=t30^x11 t32=x28^t3 t33=t31^t12 t34=t12^t2 t35=x11^t15 t36=t32^t2
+t37=t2^t1 t38=t37^x26 t39=t38^x10 t40=x10^x17 t41=t34^t15 t42=t40^x25 t43=x26^t15 t44=t22^t1 t45=t42^t5
+t46=t43^t4 t47=t5^t14 t48=t15^t14 t49=t14^x17 t50=x17^t4 t51=t50^t10 t52=x25^t4 t53=t4^t25 t54=t25^t1
+t55=t10^x16 t56=x16^t1 t57=t1^x7 t58=x7^t27 t59=t58^t26 t60=t53^t55 t61=t51^t3 t62=t52^x24 t63=t59^t0
+t64=t57^t6 t65=t35^t0 t66=t26^t6 t67=t39^t0 t68=t6^t17 t69=t17^t20 t70=x24^t3 t71=t3^t13 t72=t55^t0
+t73=t49^t0 t74=t0^t13 t75=t13^t28 t76=t75^t27 t77=t69^t21 t78=t28^t20 t79=t20^t29 t80=t21^t36 t81=t27^t68
+t82=t65^t67 t83=t48^t45 t84=t62^t56 t85=t71^t63 t86=t70^t54 t87=t56^t86 t88=t29^t77 t89=t68^t76 t90=t74^t64
+t91=t47^t46 t92=t60^t73 t93=t36^t44 t94=t44^t33 t95=t73^t86 t96=t86^t72 t97=t67^t24
+: t96 t95 t46 t97 t94 t78 t66 t85 t72 t92 t83 t41 t33 t79 t89 t64 t54 t84 t45 t82 t93 t77 t76 t90 t87 t61
+t91 t24 t80 t88 t81 t63
 """
 
 
