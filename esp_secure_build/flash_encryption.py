@@ -15,13 +15,15 @@ Key files as espsecure reads them: 16 bytes are replaced by their SHA-256 (the
 ESP32-C2 "128 eFuse bits" key, XTS only), 24 bytes (ESP32 3/4 coding scheme)
 become ``key + key[8:16]``, 32 and 64 bytes are used as they are.
 
-Speed: both schemes are vectorised over Python big integers. XTS encrypts
-all unit tweaks in one ECB call, derives the per-block tweaks with big-integer
-arithmetic and runs one ECB pass per block position, in cache-sized pieces
-(about 10x espsecure on 4 MiB). The ESP32 scheme needs a key schedule per
-32-byte unit: from 32 KiB on it runs a bitsliced AES-256 over all units at
-once (see below; about 5x espsecure and 6x one cipher context per unit,
-which is what smaller inputs use).
+Speed: both schemes are vectorised over Python big integers, and AES-ECB
+runs through OpenSSL's XTS code with a zero tweak (see :func:`_ecb`). XTS
+encrypts all unit tweaks in one ECB call, derives the per-block tweaks with
+big-integer arithmetic and runs one ECB pass per block position, in
+cache-sized pieces (about 10x espsecure on 4 MiB; what remains is converting
+between bytes and ints). The ESP32 scheme needs a key schedule per 32-byte
+unit: from 32 KiB on it runs a bitsliced AES-256 over all units at once (see
+below; about 6x espsecure and 7x one cipher context per unit, which is what
+smaller inputs use).
 
 Deviations from espsecure 5.6.0, all on input it handles badly or randomly:
 
@@ -277,15 +279,17 @@ def _esp32(data: bytes, key: bytes, address: int, conf: int, decrypt: bool) -> b
 # A cipher context per 32-byte unit (a C key schedule, ~3 us from Python) is the
 # floor of the straight approach, and espsecure is already there. Bitslicing
 # runs AES on all units at once instead: plane i of the state is one Python
-# int whose bit k is state bit i of unit k's block, so one big-integer XOR/AND
-# is one logic gate applied to every unit, and the per-unit keys (the key file
-# XOR an address-dependent tweak) are planes too. The cost is the number of
-# big-integer operations (each about as costly as reading its operands), so
-# the S-boxes and (Inv)MixColumns are generated once as straight-line gate
-# lists (checked against the textbook definitions) whose temporaries are
-# reused as soon as they are dead, keeping the working set in cache; and bits
-# move between bytes and planes with 8x8 bit-matrix transposes on ints holding
-# one byte position of every unit.
+# int holding state bit i of every unit's block, one bit per unit, so one
+# big-integer XOR/AND is one logic gate applied to every unit, and the
+# per-unit keys (the key file XOR an address-dependent tweak) are planes too.
+# The cost is the number of big-integer operations (an XOR or AND about as
+# costly as reading its operands; shifts, additions and multiplications five
+# times that), so the S-boxes and (Inv)MixColumns are generated once as
+# straight-line XOR/AND lists (checked against the textbook definitions, with
+# the shortest XOR programs we found for their linear layers) whose
+# temporaries are reused as soon as they are dead, keeping the working set in
+# cache; and bits move between bytes and planes with 8x8 bit-matrix
+# transposes on ints holding one byte position of every unit.
 
 _Circuit = Callable[..., tuple[int, ...]]
 
