@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import sys
 from array import array
@@ -850,17 +851,26 @@ def _esp32_bitsliced(data: bytes, key: bytes, address: int, conf: int, decrypt: 
     Both blocks of a 32-byte unit share its key, so lanes are units: one key
     schedule for the unit keys, then the cipher runs on the units' first
     blocks and on their second blocks with the same round keys. Units go
-    through in chunks of ESP32_BITSLICE_CHUNK bytes, all into one output.
+    through in chunks of ESP32_BITSLICE_CHUNK bytes: each is written with
+    strided byte copies into one reused bytearray, then copied in one piece
+    into the result.
     """
+    _keep_heap()
     front = address & 16  # data starting at a unit's second block
     back = -(front + len(data)) % 32
     padded = b"".join((bytes(front), data, bytes(back))) if front or back else data
     units = len(padded) // 32
     step = max(8, ESP32_BITSLICE_CHUNK // 32)
-    out = bytearray(len(padded))
-    for u in range(0, units, step):
-        _esp32_units(padded, 32 * u, min(step, units - u), out, (address >> 5) + u, key, conf, decrypt)
-    return bytes(memoryview(out)[front : front + len(data)]) if front or back else bytes(out)
+    chunk = bytearray(32 * min(step, units))
+    out, view = _output_buffer(len(data))
+    with view:
+        for u in range(0, units, step):
+            count = min(step, units - u)
+            _esp32_units(padded, 32 * u, count, chunk, (address >> 5) + u, key, conf, decrypt)
+            # Bytes [start, end) of the padded data are bytes [start - front, end - front) of the result.
+            start, end = max(32 * u, front), min(32 * (u + count), front + len(data))
+            view[start - front : end - front] = memoryview(chunk)[start - 32 * u : end - 32 * u]
+    return out.getvalue()
 
 
 def _esp32_units(
@@ -868,7 +878,7 @@ def _esp32_units(
 ) -> None:
     """Bitsliced ESP32 scheme on ``count`` 32-byte units at ``data[offset:]`` (unit index ``first_unit`` on).
 
-    Writes them to the same place in ``out``.
+    Writes them to the start of ``out``.
     """
     n = -(-count // 8) * 8  # lanes, padded to whole bytes of planes
     ones = (1 << n) - 1
@@ -885,7 +895,7 @@ def _esp32_units(
     # Writing flash (encrypt) is AES decryption, reading it is AES encryption.
     states = [_to_planes(data, offset, count, n, first) for first in (0, 16)]
     for first, state in zip((0, 16), _aes_planes(states, key_planes, ones, decrypt=not decrypt), strict=True):
-        _from_planes(state, n, out, offset + first, count)
+        _from_planes(state, n, out, first, count)
 
 
 # --- XTS-AES --------------------------------------------------------------------------
@@ -921,14 +931,51 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     # Units are independent, so pieces are too; all write into one output.
     # The source is seen as rows of one 16-byte block, the output as 8-byte words.
     src = memoryview(padded).cast("B", shape=[len(padded) // 16, 16])
-    out = bytearray(len(padded))
-    dst = memoryview(out).cast("Q")
-    for i in range(0, len(padded), XTS_PIECE):
-        blocks, words = slice(i // 16, (i + XTS_PIECE) // 16), slice(i // 8, (i + XTS_PIECE) // 8)
-        _xts_piece(src[blocks], dst[words], first_unit + i, tweak_op, data_op)
-    if not (pad_left or pad_right):
-        return bytes(out)
-    return bytes(out[pad_left : pad_left + len(data)])
+    _keep_heap()
+    out, view = _output_buffer(len(padded))
+    with view, view.cast("Q") as dst:
+        for i in range(0, len(padded), XTS_PIECE):
+            blocks, words = slice(i // 16, (i + XTS_PIECE) // 16), slice(i // 8, (i + XTS_PIECE) // 8)
+            with dst[words] as piece:
+                _xts_piece(src[blocks], piece, first_unit + i, tweak_op, data_op)
+        if pad_left or pad_right:
+            return view[pad_left : pad_left + len(data)].tobytes()
+    return out.getvalue()
+
+
+def _keep_heap() -> None:
+    """Stop glibc from handing freed heap memory back to the OS, once per process.
+
+    The vectorised paths allocate and free megabytes of big integers; each
+    time more than glibc's trim threshold is free at the top of the heap it
+    goes back to the OS, and the next allocation pays a page fault per 4 KiB
+    again (about 1.6 us each on the benchmark machine: 12% of the ESP32 time
+    on 4 MiB). glibc raises that threshold to twice the size of any freed
+    mmap-ed block (up to 32 MiB), so allocating and freeing one untouched
+    16 MiB block is enough; with other allocators it costs microseconds and
+    does nothing. The process may keep up to 32 MiB more resident.
+    """
+    global _heap_kept
+    if not _heap_kept:
+        bytes(16 << 20)  # calloc'ed, so mapped but never touched
+        _heap_kept = True
+
+
+_heap_kept = False
+
+
+def _output_buffer(size: int) -> tuple[io.BytesIO, memoryview]:
+    """A zeroed ``size``-byte buffer and a writable view of it.
+
+    Once the view is released, ``getvalue()`` returns the buffer as bytes:
+    CPython's BytesIO hands over its internal bytes object without a copy.
+    A fresh 4 MiB allocation costs about 1.6 ms in first-touch page faults
+    on the benchmark machine, so the result is the only one made.
+    """
+    out = io.BytesIO()
+    out.seek(size - 1)
+    out.write(b"\0")
+    return out, out.getbuffer()
 
 
 def _xts_piece(
