@@ -77,9 +77,9 @@ def _ecb(key: bytes, decrypt: bool) -> CipherContext:
 
     XTS computes E(K1, P_j ^ T_j) ^ T_j with T_j = E(K2, iv) * alpha^j; with
     iv = D(K2, 0) every T_j is zero and that is ECB. OpenSSL's XTS is
-    pipelined (VAES where the CPU has it) and on 4 MiB runs about 20x faster
-    than its ECB on the benchmark machine. Each update takes whole blocks, at
-    most 16 MiB (XTS's data unit limit).
+    pipelined (VAES where the CPU has it): on the benchmark machine it does
+    21 GB/s where ECB does 7 GB/s. Each update takes whole blocks, at most
+    16 MiB (XTS's data unit limit).
     """
     helper = bytes(len(key)) if any(key) else b"\x01" * len(key)  # OpenSSL refuses equal halves
     iv = Cipher(algorithms.AES(helper), _ECB).decryptor().update(bytes(16))
