@@ -202,7 +202,7 @@ def test_esp32_large_input_spans_chunks(tmp_path: Path) -> None:
         # Ending on a unit's first block, near the top of the 16 MiB space.
         (fe.SCHEME_ESP32, 24, 0xFC0020, 48 * 1024 + 16, 0xF),
     ],
-    ids=["xts512-pieces", "xts256-piece-edge", "esp32-odd-block", "esp32-high-address"],
+    ids=["xts-pieces", "xts256-piece-edge", "esp32-odd-block", "esp32-high-address"],
 )
 def test_fast_paths_against_espsecure(
     tmp_path: Path, scheme: str, key_len: int, address: int, size: int, conf: int
