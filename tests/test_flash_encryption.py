@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import VECTORS, assert_one_line_error, case_ids, load_cases, run_cli, run_oracle
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -165,6 +166,16 @@ def test_esp32_short_tail_is_padded_with_ff(tmp_path: Path) -> None:
     assert fe.encrypt(data, key, 0x3000, fe.SCHEME_ESP32) == expected
     # And the oracle's random padding agrees on every whole block.
     assert _oracle(tmp_path, "encrypt", data, key, 0x3000, xts=False)[:32] == expected[:32]
+
+
+@pytest.mark.parametrize("key", [bytes(16), bytes(32), bytes(range(16)), bytes(range(32))], ids=["0-128", "0-256", "128", "256"])
+def test_ecb_through_xts_is_ecb(key: bytes) -> None:
+    """AES-ECB run by OpenSSL's XTS code with a zero tweak, also for the all-zero key (the helper key differs)."""
+    data = _seeded("ecb", 4096)
+    for decrypt in (False, True):
+        plain = Cipher(algorithms.AES(key), modes.ECB())
+        expected = (plain.decryptor() if decrypt else plain.encryptor()).update(data)
+        assert fe._ecb(key, decrypt).update(data) == expected
 
 
 def test_xor_programs_are_checked_against_their_matrix() -> None:
