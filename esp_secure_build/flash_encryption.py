@@ -931,7 +931,7 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     result = np.frombuffer(view, dtype=np.uint8)
     for i in range(0, len(padded), XTS_PIECE):
         piece = np.frombuffer(padded, dtype=np.uint8, count=min(XTS_PIECE, len(padded) - i), offset=i)
-        result[i : i + len(piece)] = _xts_piece(np, piece, unit_address + i, tweak_op, data_op)
+        result[i : i + len(piece)] = _xts_piece(piece, unit_address + i, tweak_op, data_op)
     if pad_left or pad_right:
         return result[pad_left : pad_left + len(data)].tobytes()
     del result
@@ -939,11 +939,12 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     return out.getvalue()
 
 
-def _xts_piece(np: Any, piece: Any, address: int, tweak_op: CipherContext, data_op: CipherContext) -> Any:
+def _xts_piece(piece: Any, address: int, tweak_op: CipherContext, data_op: CipherContext) -> Any:
     """XTS on the whole units of a uint8 array at flash ``address``; returns a uint8 array.
 
     ``tweak_op``/``data_op`` are ECB contexts of the tweak and data key halves.
     """
+    import numpy as np  # already loaded by _xts
     units = len(piece) // XTS_UNIT
     # Reversed, block j of unit u (the unit at the u-th highest address) is row [u, j]:
     # two little-endian 64-bit words, as XTS's GF(2^128) arithmetic reads them.
