@@ -20,6 +20,13 @@ Checks (errors raise :class:`EspSecureError`, warnings are returned):
 :func:`fetch_chain` connects with TLS without trusting anything and returns
 the chain the server presents. The standard library cannot give the
 unverified chain before Python 3.13, so it uses pyOpenSSL (imported only there).
+:func:`fetch_ca` then decides whether to trust it, because whoever answers
+(a TLS-intercepting proxy, a captive portal) is not necessarily the server: the
+leaf must be valid for the host name and each certificate signed by the next;
+a chain ending in a CA the system trust store knows is accepted (its root taken
+from the store when the server did not send it); any other CA (a private CA is
+normal for IoT servers) is written only when its fingerprint was checked out of
+band (``expect_fingerprint``) or the user says to trust it on first use.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import EspSecureError
 from .fileio import PathLike, read_bytes, write_atomic
@@ -89,6 +96,7 @@ class CertCheck:
     chain: tuple[x509.Certificate, ...]  # everything read, in input order
     certificates: tuple[x509.Certificate, ...]  # what gets embedded
     warnings: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # how a fetched chain was trusted
 
     @property
     def pem(self) -> bytes:
@@ -309,6 +317,12 @@ def check_chain_order(certs: Sequence[x509.Certificate], source: PathLike | None
     where = os.fspath(source) if source is not None else None
     for i in range(len(certs) - 1):
         if not is_issued_by(certs[i], certs[i + 1]):
+            if certs[i].issuer == certs[i + 1].subject:
+                raise EspSecureError(
+                    f"broken chain: certificate {i + 1} ({_subject(certs[i])}) names certificate {i + 2} "
+                    f"({_subject(certs[i + 1])}) as issuer but its signature does not verify with that key",
+                    where,
+                )
             raise EspSecureError(
                 f"chain out of order: certificate {i + 1} ({_subject(certs[i])}) is not signed by "
                 f"certificate {i + 2} ({_subject(certs[i + 1])})",
@@ -453,15 +467,129 @@ def fetch_ca(
     timeout: float = DEFAULT_TIMEOUT,
     server_name: str | None = None,
     now: datetime | None = None,
+    expect_fingerprint: str | None = None,
+    trust_on_first_use: bool = False,
+    trust_store: Sequence[x509.Certificate] | None = None,
 ) -> CertCheck:
-    """``openssl s_client -showcerts`` done right: fetch, pick the last certificate, check, write."""
+    """``openssl s_client -showcerts`` done right: fetch, verify, pick the root, check, write.
+
+    ``trust_store`` defaults to the system's (:func:`system_trust_store`); the
+    result's ``notes`` say how the chain was trusted.
+    """
     host, port = parse_host_port(address)
+    where = f"{host}:{port}"
     chain = fetch_chain(host, port, timeout=timeout, server_name=server_name)
-    result = check_certificates(
-        chain, source=f"{host}:{port}", keep_bundle=keep_bundle, horizon_years=horizon_years, now=now
-    )
+    check_chain_order(chain, where)
+    name = server_name or host
+    if not certificate_matches_host(chain[0], name):
+        raise EspSecureError(
+            f"the certificate presented ({_subject(chain[0])}) is not valid for {name} "
+            f"(it names {', '.join(_host_names(chain[0])) or 'no host'}): not the server asked for",
+            where,
+        )
+    store = system_trust_store() if trust_store is None else list(trust_store)
+    anchor, in_store = _trust_anchor(chain, store)
+    full = list(chain) if anchor is chain[-1] else [*chain, anchor]
+    result = check_certificates(full, source=where, keep_bundle=keep_bundle, horizon_years=horizon_years, now=now)
+    fingerprint = summarize(anchor).fingerprint
+    if expect_fingerprint is not None:
+        if _normal_fingerprint(expect_fingerprint) != fingerprint.replace(":", ""):
+            raise EspSecureError(
+                f"the chain ends in {_subject(anchor)} (SHA-256 {fingerprint}), not the expected "
+                f"{expect_fingerprint}: someone else answered (a TLS-intercepting proxy?)",
+                where,
+            )
+        notes = [f"CA fingerprint matches --expect-fingerprint ({_subject(anchor)})"]
+    elif in_store:
+        notes = [f"the chain ends in {_subject(anchor)}, which the system trust store knows"]
+        if anchor is not chain[-1]:
+            notes.append("the server did not send its root: taken from the system trust store")
+    elif trust_on_first_use:
+        notes = [f"trusted on first use: {_subject(anchor)}, SHA-256 {fingerprint}; check it out of band"]
+    else:
+        raise EspSecureError(
+            f"the chain ends in {_subject(anchor)} (SHA-256 {fingerprint}), which the system trust store "
+            "does not know (a private CA, or a TLS-intercepting proxy): check the fingerprint out of band, "
+            "then rerun with --expect-fingerprint FINGERPRINT (or --trust-on-first-use)",
+            where,
+        )
+    result = CertCheck(result.source, result.chain, result.certificates, result.warnings, tuple(notes))
     write_atomic(target, result.pem)
     return result
+
+
+def certificate_matches_host(cert: x509.Certificate, host: str) -> bool:
+    """RFC 6125 matching on the subjectAltName (no common-name fallback, as browsers do)."""
+    if _is_ip(host):
+        address = ipaddress.ip_address(host)
+        return any(isinstance(n, x509.IPAddress) and n.value == address for n in _san(cert))
+    wanted = host.rstrip(".").lower().split(".")
+    for pattern in _host_names(cert):
+        labels = pattern.rstrip(".").lower().split(".")
+        if len(labels) != len(wanted):
+            continue
+        # A wildcard only as the whole left-most label, and never directly under a top-level name.
+        if labels[0] == "*" and len(labels) > 2 and labels[1:] == wanted[1:]:
+            return True
+        if labels == wanted:
+            return True
+    return False
+
+
+def system_trust_store() -> list[x509.Certificate]:
+    """The CA certificates OpenSSL trusts on this machine (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured)."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    files: list[str] = []
+    if paths.cafile:
+        files.append(paths.cafile)
+    elif paths.capath and os.path.isdir(paths.capath):
+        files += sorted(os.path.join(paths.capath, n) for n in os.listdir(paths.capath) if n.endswith(".0"))
+    import warnings
+
+    found: list[x509.Certificate] = []
+    for name in files:
+        try:
+            with open(name, "rb") as handle, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # old roots with odd serials: not ours to report
+                found += x509.load_pem_x509_certificates(handle.read())
+        except (OSError, ValueError):
+            continue  # the store is a hint, not an input: an odd file only means "not known"
+    return found
+
+
+def _trust_anchor(
+    chain: Sequence[x509.Certificate], store: Sequence[x509.Certificate]
+) -> tuple[x509.Certificate, bool]:
+    """The root of ``chain`` (from ``store`` when the server omitted it) and whether ``store`` knows it."""
+    known = {c.fingerprint(hashes.SHA256()) for c in store}
+    last = chain[-1]
+    if any(c.fingerprint(hashes.SHA256()) in known for c in chain[1:] or chain):
+        return last, True
+    if not is_self_issued(last):
+        for candidate in store:
+            if candidate.subject == last.issuer and is_issued_by(last, candidate):
+                return candidate, True
+    return last, False
+
+
+def _san(cert: x509.Certificate) -> list[x509.GeneralName]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+
+
+def _host_names(cert: x509.Certificate) -> list[str]:
+    names = _san(cert)
+    return [n.value for n in names if isinstance(n, x509.DNSName)] + [
+        str(n.value) for n in names if isinstance(n, x509.IPAddress)
+    ]
+
+
+def _normal_fingerprint(text: str) -> str:
+    return re.sub(r"[\s:]", "", text).upper()
 
 
 # --------------------------------------------------------------------------- helpers

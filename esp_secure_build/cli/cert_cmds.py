@@ -41,6 +41,15 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
             "--timeout", type=_positive_float, default=certs.DEFAULT_TIMEOUT, help="seconds (default: 10)"
         )
         parser.add_argument("--servername", metavar="NAME", help="TLS SNI name to send (default: the host name)")
+        trust = parser.add_mutually_exclusive_group()
+        trust.add_argument(
+            "--expect-fingerprint", metavar="SHA256",
+            help="write only if the chain ends in the CA with this SHA-256 fingerprint (checked out of band)",
+        )  # fmt: skip
+        trust.add_argument(
+            "--trust-on-first-use", action="store_true",
+            help="write a CA the system trust store does not know (a private CA) without a fingerprint to check",
+        )  # fmt: skip
         _add_check_options(parser)
     elif name == "check-cert":
         parser.add_argument(
@@ -88,7 +97,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         result = certs.fetch_ca(
             args.address, args.output, keep_bundle=args.keep_bundle, horizon_years=args.horizon_years,
             timeout=args.timeout, server_name=args.servername,
+            expect_fingerprint=args.expect_fingerprint, trust_on_first_use=args.trust_on_first_use,
         )  # fmt: skip
+        for note in result.notes:
+            print(f"trust:     {note}")
         _report(name, result, args.output)
     elif name == "check-cert":
         if args.output:
