@@ -180,7 +180,7 @@ def _parse_pem(text: str, where: str | None) -> list[x509.Certificate]:
         except (binascii.Error, ValueError):
             raise EspSecureError(f"certificate {n} (line {block.line}): broken base64 body", where) from None
         try:
-            certs.append(x509.load_der_x509_certificate(der))
+            certs.append(_load_der(der))
         except ValueError:
             raise EspSecureError(f"certificate {n} (line {block.line}): not a valid X.509 certificate", where) from None
     if not certs:
@@ -192,12 +192,21 @@ def _parse_pem(text: str, where: str | None) -> list[x509.Certificate]:
 
 def _parse_der(data: bytes, where: str | None) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(data)
+        return _load_der(data)
     except ValueError:
         pass
     if _is_der_private_key(data):
         raise EspSecureError("a private key (DER) where a certificate is expected", where)
     raise EspSecureError("not a valid X.509 certificate (DER)", where)
+
+
+def _load_der(der: bytes) -> x509.Certificate:
+    """A DER certificate; ValueError also for a broken name or date."""
+    cert = x509.load_der_x509_certificate(der)
+    # cryptography parses names and dates on first use: a broken one would be a
+    # ValueError deep in a later check, so touch them while a parse error is expected.
+    _ = cert.subject, cert.issuer, not_before(cert), not_after(cert)
+    return cert
 
 
 def _is_der_private_key(data: bytes) -> bool:
