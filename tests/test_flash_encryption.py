@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from esp_secure_build import aes_bitsliced
 from esp_secure_build import flash_encryption as fe
 from esp_secure_build.chips import get_chip
 from esp_secure_build.errors import EspSecureError
@@ -180,18 +181,18 @@ def test_ecb_through_xts_is_ecb(key: bytes) -> None:
 
 def test_xor_programs_are_checked_against_their_matrix() -> None:
     """The bitsliced AES's linear layers come from embedded XOR programs; a wrong one must not load."""
-    assert fe._xor_program("t0=x0^x1 t1=t0^x2 : t1 x0", 3, [0b111, 0b001]) == ([(0, 1), (3, 2)], [4, 0])
+    assert aes_bitsliced._xor_program("t0=x0^x1 t1=t0^x2 : t1 x0", 3, [0b111, 0b001]) == ([(0, 1), (3, 2)], [4, 0])
     with pytest.raises(RuntimeError, match="does not compute"):
-        fe._xor_program("t0=x0^x1 t1=t0^x2 : t1 x1", 3, [0b111, 0b001])
+        aes_bitsliced._xor_program("t0=x0^x1 t1=t0^x2 : t1 x1", 3, [0b111, 0b001])
     with pytest.raises(RuntimeError, match="malformed"):
-        fe._xor_program("t0=x0^x1 t2=t0^x2 : t2", 3, [0b111])
+        aes_bitsliced._xor_program("t0=x0^x1 t2=t0^x2 : t2", 3, [0b111])
     # The matrices the programs are checked against: MixColumns on the classic test column
     # db 13 53 45 -> 8e 4d a1 bc, and InvMixColumns is its inverse.
-    mix, inv_mix = fe._mix_matrix((2, 3, 1, 1)), fe._mix_matrix((14, 11, 13, 9))
+    mix, inv_mix = aes_bitsliced._mix_matrix((2, 3, 1, 1)), aes_bitsliced._mix_matrix((14, 11, 13, 9))
     column = int.from_bytes(bytes.fromhex("db135345"), "little")
     mixed = sum((bin(row & column).count("1") & 1) << j for j, row in enumerate(mix))
     assert mixed.to_bytes(4, "little").hex() == "8e4da1bc"
-    assert fe._compose(mix, inv_mix) == [1 << j for j in range(32)]
+    assert aes_bitsliced._compose(mix, inv_mix) == [1 << j for j in range(32)]
 
 
 def test_esp32_large_input_spans_chunks(tmp_path: Path) -> None:
