@@ -16,8 +16,10 @@ ESP32-C2 "128 eFuse bits" key, XTS only), 24 bytes (ESP32 3/4 coding scheme)
 become ``key + key[8:16]``, 32 and 64 bytes are used as they are.
 
 Speed: XTS encrypts all unit tweaks in one ECB call, derives the per-block
-tweaks and runs one ECB pass over the data, in 1 MiB pieces, on numpy arrays
-(about 40x espsecure on 4 MiB; numpy is imported only here). AES-ECB runs
+tweaks and runs one ECB pass over the data, in 1 MiB pieces: on numpy arrays
+when numpy is loaded already (about 40x espsecure on 4 MiB in-process), else
+on Python big integers (about 10x), since importing numpy costs a fresh CLI
+process more than the whole job. AES-ECB runs
 through OpenSSL's XTS code with a zero tweak (see :func:`_ecb`). The ESP32
 scheme needs a key schedule per 32-byte unit: from 32 KiB on it runs a
 bitsliced AES-256 over all units at once on Python big integers (:mod:`.aes_bitsliced`;
@@ -42,6 +44,8 @@ import functools
 import hashlib
 import io
 import os
+import sys
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -343,22 +347,25 @@ def _esp32_units(
 # --- XTS-AES --------------------------------------------------------------------------
 
 # XTS data goes through in pieces of this many bytes (whole units), which
-# bounds the temporary arrays and keeps each ECB call below XTS's 16 MiB limit.
+# bounds the temporaries and keeps each ECB call below XTS's 16 MiB limit.
 XTS_PIECE = 1024 * 1024
+# Below this size numpy's import (~50-100 ms) costs more than it saves (~2.5 ms
+# per MiB against big integers), so a fresh process uses big integers.
+XTS_NUMPY_FROM = 32 * 1024 * 1024
+_XTS_LANES: dict[int, tuple[int, int]] = {}
 
 
 def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
-    """XTS-AES over 128-byte units with the Espressif byte order, vectorised with numpy.
+    """XTS-AES over 128-byte units with the Espressif byte order, vectorised.
 
     Per unit at flash address U the chip computes
     ``reverse(XTS(key, tweak=U as u32 LE, reverse(unit)))``. XTS without
     ciphertext stealing encrypts every 16-byte block independently given its
     tweak, so we pad to whole units and, piece by piece, reverse the buffer
     (which reverses every unit and the unit order), XOR the tweaks, run one
-    ECB pass and XOR again.
+    ECB pass and XOR again: on numpy arrays when numpy is loaded already or
+    the data is large, else on Python big integers (same bytes, both tested).
     """
-    import numpy as np  # only XTS needs it; importing it takes ~50 ms
-
     half = len(key) // 2
     data_key, tweak_key = key[:half], key[half:]
     if data_key == tweak_key:
@@ -372,23 +379,74 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     data_op = _ecb(data_key, decrypt)
     _keep_heap()
     out, view = _output_buffer(len(padded))
-    result = np.frombuffer(view, dtype=np.uint8)
-    for i in range(0, len(padded), XTS_PIECE):
-        piece = np.frombuffer(padded, dtype=np.uint8, count=min(XTS_PIECE, len(padded) - i), offset=i)
-        result[i : i + len(piece)] = _xts_piece(piece, unit_address + i, tweak_op, data_op)
+    if _xts_with_numpy(len(padded)):
+        import numpy as np
+
+        result = np.frombuffer(view, dtype=np.uint8)
+        for i in range(0, len(padded), XTS_PIECE):
+            piece = np.frombuffer(padded, dtype=np.uint8, count=min(XTS_PIECE, len(padded) - i), offset=i)
+            result[i : i + len(piece)] = _xts_piece(piece, unit_address + i, tweak_op, data_op)
+        del result
+    else:
+        # The source seen as rows of one 16-byte block, the output as 8-byte words.
+        src = memoryview(padded).cast("B", shape=[len(padded) // 16, 16])
+        with view.cast("Q") as dst:
+            for i in range(0, len(padded), XTS_PIECE):
+                blocks, words = slice(i // 16, (i + XTS_PIECE) // 16), slice(i // 8, (i + XTS_PIECE) // 8)
+                with dst[words] as piece:
+                    _xts_ints_piece(src[blocks], piece, unit_address + i, tweak_op, data_op)
     if pad_left or pad_right:
-        return result[pad_left : pad_left + len(data)].tobytes()
-    del result
+        with view:
+            return view[pad_left : pad_left + len(data)].tobytes()
     view.release()
     return out.getvalue()
 
 
+def _xts_with_numpy(size: int) -> bool:
+    return "numpy" in sys.modules or size >= XTS_NUMPY_FROM
+
+
+def _xts_ints_piece(
+    src: memoryview, dst: memoryview, first_unit: int, tweak_op: CipherContext, data_op: CipherContext
+) -> None:
+    """XTS on whole units at ``first_unit`` with big integers, 16-byte rows in, 8-byte words out."""
+    units = len(src) // 8
+    lanes = _XTS_LANES.get(units)
+    if lanes is None:
+        lane_ones = int.from_bytes((b"\x01" + bytes(15)) * units, "little")
+        lanes = lane_ones, ((1 << 128 * units) - 1) ^ (lane_ones << 127)
+        if len(_XTS_LANES) > 4:
+            _XTS_LANES.clear()
+        _XTS_LANES[units] = lanes
+    lane_ones, top_clear = lanes
+    # Tweak of every unit in reversed order (highest address first): u32 LE
+    # address then 12 zero bytes.
+    words = array("I", bytes(16 * units))
+    words[0::4] = array("I", range(first_unit + XTS_UNIT * (units - 1), first_unit - 1, -XTS_UNIT))
+    if sys.byteorder == "big":
+        words.byteswap()
+    t = int.from_bytes(tweak_op.update(words.tobytes()), "little")
+    # T_j = T_0 * alpha^j in GF(2^128) for all units at once, one 128-bit lane
+    # per unit. Block j of every reversed unit is gathered with a strided slice
+    # and handled with T_j; reading big-endian reverses the buffer (block j of a
+    # reversed unit is block 7 - j of the original), writing big-endian undoes it.
+    for j in range(8):
+        if j:
+            t = ((t & top_clear) << 1) ^ (((t >> 127) & lane_ones) * 0x87)
+        w = 2 * (7 - j)
+        pre = (int.from_bytes(src[7 - j :: 8].tobytes(), "big") ^ t).to_bytes(16 * units, "little")
+        res = memoryview((int.from_bytes(data_op.update(pre), "little") ^ t).to_bytes(16 * units, "big")).cast("Q")
+        dst[w::16] = res[0::2]
+        dst[w + 1 :: 16] = res[1::2]
+
+
 def _xts_piece(piece: Any, address: int, tweak_op: CipherContext, data_op: CipherContext) -> Any:
-    """XTS on the whole units of a uint8 array at flash ``address``; returns a uint8 array.
+    """XTS with numpy on the whole units of a uint8 array at flash ``address``; returns a uint8 array.
 
     ``tweak_op``/``data_op`` are ECB contexts of the tweak and data key halves.
     """
     import numpy as np  # already loaded by _xts
+
     units = len(piece) // XTS_UNIT
     # Reversed, block j of unit u (the unit at the u-th highest address) is row [u, j]:
     # two little-endian 64-bit words, as XTS's GF(2^128) arithmetic reads them.
