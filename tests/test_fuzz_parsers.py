@@ -37,7 +37,7 @@ from esp_secure_build.nvs.csvfile import read_nvs_csv
 from esp_secure_build.nvs.generate import NvsBuilder, parse_size
 from esp_secure_build.secure_boot import keys, signers, v1, v2
 
-EXAMPLES = int(os.environ.get("ESP_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("ESP_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -317,9 +317,13 @@ def test_signature_blocks(data: bytes) -> None:
 @FUZZ
 @given(text=mutated_text([NVS_CSV]), version=st.sampled_from([1, 2]), size=st.sampled_from([0x3000, 0x6000]))
 def test_nvs_csv(nvs_dir: Path, text: str, version: int, size: int) -> None:
+    check_nvs_csv(text.encode("utf-8", "surrogatepass"), nvs_dir, version, size)
+
+
+def check_nvs_csv(data: bytes, base_dir: Path | None = None, version: int = 2, size: int = 0x3000) -> None:
     def run() -> None:
-        rows = read_nvs_csv(nvs_dir / "nvs.csv", text)
-        builder = NvsBuilder(size, version, nvs_dir)
+        rows = read_nvs_csv("nvs.csv", data.decode("utf-8", "surrogatepass"))
+        builder = NvsBuilder(size, version, base_dir)
         builder.add_rows(rows)
         builder.finish(_keys())
 
@@ -463,10 +467,17 @@ def test_mfg_csvs(tmp_path: Path) -> None:
 
 @FUZZ
 @given(text=mutated_text(["[hsm_config]\npkcs11_lib = /usr/lib/x.so\nslot = 0\nlabel = k\ncredentials = 1234\n"]))
-def test_hsm_config(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
-    path = tmp_path_factory.mktemp("hsm") / "hsm.ini"
-    path.write_bytes(text.encode("utf-8", "surrogatepass"))
-    only_project_errors(lambda: signers.read_hsm_config(path))
+def test_hsm_config(text: str) -> None:
+    check_hsm_config(text.encode("utf-8", "surrogatepass"))
+
+
+def check_hsm_config(data: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "hsm.ini")
+        path.write_bytes(data)
+        only_project_errors(lambda: signers.read_hsm_config(path))
 
 
 @FUZZ
@@ -494,6 +505,7 @@ def test_flash_encryption_inputs(key: bytes, address: int, data: bytes) -> None:
 CHECKS = {
     "elf": check_elf, "image": check_image, "signature": check_signature,
     "partition-table": check_partition_table, "certificate": check_certificates, "key": check_keys,
+    "nvs-csv": check_nvs_csv, "hsm-config": check_hsm_config,
 }  # fmt: skip
 
 # Inputs that found bugs, replayed every run: (checker, input, what was wrong).
@@ -508,6 +520,16 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
         b"KoZIzj0EAwIDSAAwRQIhAOni/WQ4KrcxqmXBsclmhmcw7Gzeq6g8i3zEK5ddlF8j\n"
         b"AiBW//7Zq3mpyc1X1FiyXmQlfvdC6x6M8op4Y1bFrYW+rA==\n-----END CERTIFICATE-----\n",
         "issuer name with a wrong ASN.1 tag: a ValueError when first compared (names are parsed lazily)",
+    ),
+    (
+        "nvs-csv",
+        b"key,type,encoding,value\nns,namespace,,\ncal,file,binary,\0cal.bin\n",
+        "a NUL in a file row's name: open() raises ValueError (found through an mfg values file)",
+    ),
+    (
+        "hsm-config",
+        b"[hsm_config]\npkcs11_lib =% /usr/lib/x.so\nslot = 0\nlabel = k\n",
+        "a lone '%': configparser's InterpolationSyntaxError when the section is read",
     ),
 ]
 

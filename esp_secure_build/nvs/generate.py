@@ -182,6 +182,8 @@ class NvsBuilder:
         self._store(row, key, ns, lambda: self.writer.add_blob(ns, kb, payload))
 
     def _read_file(self, row: CsvRow, key: str, name: str) -> bytes:
+        if "\0" in name:  # open() raises ValueError, not OSError, for these
+            raise row.error(f"key {key!r}: file name {name!r} contains a NUL character")
         path = Path(name)
         if self.base_dir is not None and not path.is_absolute():
             path = self.base_dir / path

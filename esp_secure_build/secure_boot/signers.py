@@ -234,7 +234,10 @@ def read_hsm_config(path: PathLike) -> dict[str, str]:
         raise EspSecureError(f"not a valid HSM config: {exc.__class__.__name__}", path) from None
     if not parser.has_section("hsm_config"):
         raise EspSecureError("HSM config has no [hsm_config] section", path)
-    section = dict(parser["hsm_config"])
+    try:
+        section = dict(parser["hsm_config"])  # values are interpolated ("%(name)s") here
+    except configparser.Error as exc:
+        raise EspSecureError(f"not a valid HSM config: {exc.__class__.__name__}", path) from None
     for option in ("pkcs11_lib", "slot", "label"):
         if not section.get(option):
             raise EspSecureError(f"HSM config lacks '{option}'", path)
