@@ -204,14 +204,9 @@ def merge_bin(
         patched.append(Region(r.address, data, r.source))
 
     if fmt == "hex":
-        out = IntelHex()
-        for r in patched:
-            part = IntelHex()
-            part.frombytes(r.data, r.address)
-            out.merge(part)
-        text = io.StringIO()
-        out.write_hex_file(text)
-        return text.getvalue().encode("ascii")
+        from .ihex import encode
+
+        return encode((r.address, r.data) for r in patched)
 
     buf = bytearray()
     for r in patched:
