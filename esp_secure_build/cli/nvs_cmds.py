@@ -12,13 +12,16 @@ import datetime
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic
-from ..nvs import NvsKeys, decrypt_partition, generate_partition, load_hmac_key, load_keys, parse_size, random_hmac_key
+from ..nvs.generate import generate_partition, load_hmac_key, load_keys, parse_size
 from ..nvs.layout import MIN_RW_SIZE
-from ..nvs.mfg import MfgEncryption, MfgOptions, run_mfg
 from .common import add_option
+
+if TYPE_CHECKING:
+    from ..nvs.crypto import NvsKeys
 
 _RO_WARNING = (
     "warning: partitions smaller than 0x3000 bytes are read-only NVS; flag the partition "
@@ -155,6 +158,8 @@ def _check_hmac_options(args: argparse.Namespace) -> None:
 
 def _make_keys(args: argparse.Namespace) -> tuple[NvsKeys, bytes | None]:
     """New XTS keys (random, or from an HMAC key) and the new HMAC key if one was made."""
+    from ..nvs.crypto import NvsKeys, random_hmac_key
+
     _check_hmac_options(args)
     if not args.key_protect_hmac:
         return NvsKeys.generate(), None
@@ -218,6 +223,8 @@ def _generate_key(args: argparse.Namespace) -> None:
 def _decrypt(args: argparse.Namespace) -> None:
     keys = load_keys(args.key)
     data = read_bytes(args.input, "encrypted partition")
+    from ..nvs.crypto import decrypt_partition
+
     plain = decrypt_partition(data, keys, args.input)
     output = _target(args.outdir, args.output)
     write_atomic(output, plain)
@@ -225,6 +232,8 @@ def _decrypt(args: argparse.Namespace) -> None:
 
 
 def _mfg_generate(args: argparse.Namespace) -> None:
+    from ..nvs.mfg import MfgEncryption, MfgOptions, run_mfg
+
     size = _size(args.size)
     encryption: MfgEncryption | None = None
     if args.keygen and args.inputkey:

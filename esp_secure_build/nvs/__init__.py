@@ -4,19 +4,34 @@ Byte-compatible with esp-idf-nvs-partition-gen 0.3.0 and ESP-IDF's mfg_gen.py;
 see docs/nvs.md for where and why this package is stricter.
 """
 
-from .crypto import NvsKeys, decrypt_partition, encrypt_partition, random_hmac_key, xts_entry
-from .csvfile import CsvRow, read_nvs_csv
-from .generate import (
-    NvsBuilder,
-    generate_from_rows,
-    generate_partition,
-    load_hmac_key,
-    load_keys,
-    parse_size,
-    referenced_files,
-)
-from .layout import NvsWriter
-from .mfg import MfgConfig, MfgEncryption, MfgOptions, build_device, read_mfg_config, run_mfg
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Exported name -> submodule. Imported on first use (PEP 562), so that a plain
+# `nvs generate` never loads the cryptography or multiprocessing modules.
+_EXPORTS = {
+    **dict.fromkeys(("NvsKeys", "decrypt_partition", "encrypt_partition", "random_hmac_key", "xts_entry"), "crypto"),
+    **dict.fromkeys(("CsvRow", "read_nvs_csv"), "csvfile"),
+    **dict.fromkeys(
+        (
+            "NvsBuilder", "generate_from_rows", "generate_partition", "load_hmac_key", "load_keys", "parse_size",
+            "referenced_files",
+        ),
+        "generate",
+    ),
+    "NvsWriter": "layout",
+    **dict.fromkeys(("MfgConfig", "MfgEncryption", "MfgOptions", "build_device", "read_mfg_config", "run_mfg"), "mfg"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
 
 __all__ = [
     "CsvRow",

@@ -15,10 +15,10 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
 from ..fileio import PathLike, read_bytes
-from .crypto import NvsKeys, encrypt_partition
 from .csvfile import CsvRow, read_nvs_csv
 from .layout import (
     KEY_MAX_LEN,
@@ -28,6 +28,9 @@ from .layout import (
     NoRoom,
     NvsWriter,
 )
+
+if TYPE_CHECKING:
+    from .crypto import NvsKeys
 
 TYPES = ("namespace", "data", "file")
 ENCODINGS = (*PRIMITIVES, "string", "binary", "hex2bin", "base64", "blob_fill(N;0xPP)", "blob_sz_fill(N;0xPP)")
@@ -243,7 +246,11 @@ class NvsBuilder:
     def finish(self, keys: NvsKeys | None = None) -> bytes:
         """The partition bytes, encrypted with ``keys`` when given."""
         data = self.writer.finish()
-        return encrypt_partition(data, keys) if keys is not None else data
+        if keys is None:
+            return data
+        from .crypto import encrypt_partition  # only encryption needs the cryptography package
+
+        return encrypt_partition(data, keys)
 
 
 def generate_partition(
@@ -272,6 +279,8 @@ def generate_from_rows(
 
 def load_keys(path: PathLike) -> NvsKeys:
     """Keys from an NVS keys partition file (or 64 raw key bytes)."""
+    from .crypto import NvsKeys
+
     return NvsKeys.from_partition(read_bytes(path, "NVS keys file"), str(path))
 
 
