@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - plain Python import without SCons
 
 # One module per group of builders, each with generate(env).
 BUILDER_MODULES = (
-    "image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest", "release",
+    "image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest", "release", "idf",
 )  # fmt: skip
 
 

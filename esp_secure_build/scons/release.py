@@ -11,7 +11,8 @@
         certificates=[ca_cert_summary_json],
     )
 
-Addresses and sizes come from the partition CSV, read when the SConstruct is read: the
+``partitions`` is a CSV or a binary table (``partition-table.bin`` as gen_esp32part writes
+it: a signed or enlarged one is refused). Addresses and sizes come from it, read when the SConstruct is read: the
 app goes to the factory partition (else the first OTA slot), NVS partitions are made at
 their table size, and an ``otadata`` partition gets an erased ``ota_data_initial.bin``.
 
@@ -21,6 +22,21 @@ partition table, make the encrypted NVS, flash-encrypt every region the device e
 at the address the table gives (when ``$ESP_FLASH_ENCRYPTION_KEY`` is set), then the
 factory image (``.bin``/``.hex``), ``flash_args`` and ``manifest.json``. Returns every
 artifact node; each step is an ordinary builder, so rebuilds stay exact.
+
+Before anything is built, the chain of trust is checked
+(:mod:`esp_secure_build.chain_guards`); each refusal is one line naming the setting and the fix:
+
+``ESP_BOOTLOADER_VERIFIES_APP`` [unset]
+    With Secure Boot and a bare bootloader binary, say that it was built with Secure Boot
+    (``True``; the build prints that it assumed so) or not (``False``: refused). Unset:
+    refused, unless ``ESP_IDF_SDKCONFIG`` tells.
+``ESP_IDF_SDKCONFIG`` [unset; set by ``EspIdfBuild``]
+    The sdkconfig (``sdkconfig.json`` or ``sdkconfig``) the bootloader and app were built with:
+    Secure Boot version, flash encryption (and key size), NVS encryption and its key
+    scheme, partition table offset must agree with the release.
+``ESP_PREVIOUS_MANIFEST`` [unset]
+    The previous release's ``manifest.json``: an app whose secure version (anti-rollback)
+    is lower is refused. Signed apps must carry Secure Boot padding (``ESP_SECURE_PAD``).
 
 Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 ``partition-table.bin``, NVS partitions, ``encrypted/`` (what the factory flashes),
@@ -32,26 +48,69 @@ Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import SCons.Builder
 import SCons.Errors
 
 from ..errors import EspSecureError
-from .common import core_action, env_int
+from .common import core_action, env_bool, env_int, first_node
 
 
-def _read_table(env: Any, partitions: str) -> Any:
-    """The partition CSV, parsed when the SConstruct is read (it is a source file)."""
-    from ..fileio import read_text
-    from ..partition_table import parse_csv
+def _read_table(env: Any, partitions: Any, version: int) -> tuple[Any, bool]:
+    """The partition table (CSV or binary), parsed when the SConstruct is read (it is a source file).
+
+    Returns (table, is_binary). A binary table must be what gen_esp32part writes:
+    never signed or enlarged (:func:`esp_secure_build.chain_guards.check_partition_table_binary`).
+    """
+    from ..chain_guards import check_partition_table_binary
+    from ..fileio import read_bytes
+    from ..partition_table import load, verify
 
     path = env.File(partitions).srcnode().abspath
     try:
-        return parse_csv(read_text(path, "partition table CSV"), path,
-                         offset=env_int(env, "ESP_PARTITION_TABLE_OFFSET", 0x8000) or 0x8000)  # fmt: skip
+        data = read_bytes(path, "partition table")
+        table, binary = load(data, path, offset=env_int(env, "ESP_PARTITION_TABLE_OFFSET", 0x8000) or 0x8000)
+        if binary:
+            check_partition_table_binary(data, version, path)
+            verify(table, path, secure={1: "v1", 2: "v2"}.get(version))
+        return table, binary
     except EspSecureError as exc:
         raise SCons.Errors.UserError(str(exc)) from None
+
+
+def _check_chain(env: Any, version: int, encrypt: bool, bootloader: Any, nvs_keys: list[Any]) -> None:
+    """The configuration guards (:mod:`esp_secure_build.chain_guards`), when the SConstruct is read."""
+    from ..chain_guards import check_release, read_sdkconfig
+
+    sdk = env.get("ESP_IDF_SDKCONFIG")
+    verifies = env.get("ESP_BOOTLOADER_VERIFIES_APP")
+    key = env.get("ESP_FLASH_ENCRYPTION_KEY")
+    key_path = env.File(first_node(key)).abspath if key else None
+
+    def hmac(keys: Any) -> bool:
+        node = first_node(keys)
+        build_env = node.get_build_env() if hasattr(node, "has_builder") and node.has_builder() else env
+        return bool(build_env.get("ESP_NVS_HMAC_KEY"))
+
+    try:
+        notes = check_release(
+            secure_boot_version=version,
+            flash_encryption=encrypt,
+            partition_table_offset=env_int(env, "ESP_PARTITION_TABLE_OFFSET", 0x8000) or 0x8000,
+            sdkconfig=read_sdkconfig(env.File(sdk).abspath) if sdk else None,
+            bootloader_verifies_app=None if verifies in (None, "") else env_bool(env, "ESP_BOOTLOADER_VERIFIES_APP"),
+            bootloader=str(first_node(bootloader)),
+            flash_encryption_key_bytes=os.path.getsize(key_path) if key_path and os.path.isfile(key_path) else None,
+            nvs_encrypted=any(k is not None for k in nvs_keys),
+            nvs_plain=any(k is None for k in nvs_keys),
+            nvs_hmac=any(hmac(k) for k in nvs_keys if k is not None),
+        )
+    except EspSecureError as exc:
+        raise SCons.Errors.UserError(str(exc)) from None
+    for note in notes:
+        print(f"esp-secure: WARNING: {note}", file=sys.stderr)
 
 
 def _first_app(table: Any) -> str:
@@ -75,7 +134,7 @@ def esp_release(
     folder: str,
     app: Any,
     bootloader: Any,
-    partitions: str,
+    partitions: Any,
     nvs: dict[str, tuple[str, Any]] | None = None,
     app_partition: str | None = None,
     certificates: list[Any] | None = None,
@@ -86,19 +145,22 @@ def esp_release(
     slot); each NVS partition is made at its size in the table; an ``otadata``
     partition gets ESP-IDF's erased ``ota_data_initial.bin``.
     """
-    from ..partition_table import DATA, SUBTYPE_OTA
+    from ..partition_table import DATA, SUBTYPE_NVS_KEYS, SUBTYPE_OTA
 
-    table_csv = _read_table(env, partitions)
-    app_partition = app_partition or _first_app(table_csv)
     version = env_int(env, "ESP_SECURE_BOOT_VERSION", 0) or 0
     if version not in (0, 1, 2):
         raise EspSecureError(f"ESP_SECURE_BOOT_VERSION must be 1 or 2 (or unset), not {version}")
+    encrypt = bool(env.get("ESP_FLASH_ENCRYPTION_KEY"))
+    _check_chain(env, version, encrypt, bootloader, [keys for _csv, keys in (nvs or {}).values()])
+    table_csv, table_is_binary = _read_table(env, partitions, version)
+    app_partition = app_partition or _first_app(table_csv)
     def path(name: str) -> str:
         return os.path.join(folder, name)
 
     artifacts: list[Any] = []
     # V1 signs only the app; the bootloader is protected by the digest below.
-    app_bin = env.SignedImage(path("app.bin"), app) if version else env.InstallAs(path("app.bin"), app)
+    # The app is checked before it is signed: Secure Boot padding, anti-rollback ($ESP_PREVIOUS_MANIFEST).
+    app_bin = env.SignedImage(path("app.bin"), app, ESP_APP_CHECKS=True) if version else env.InstallAs(path("app.bin"), app)
     sign_boot = version == 2
     boot_bin = env.SignedImage(path("bootloader.bin"), bootloader) if sign_boot else env.InstallAs(path("bootloader.bin"), bootloader)
     artifacts += [app_bin, boot_bin]
@@ -113,10 +175,15 @@ def esp_release(
     if version:
         artifacts.append(env.EspSecureBootKeys(path("secure_boot.txt")))
 
-    table = env.PartitionTable(path("partition-table.bin"), partitions)
+    if table_is_binary:
+        table = env.InstallAs(path("partition-table.bin"), partitions)
+    else:
+        table = env.PartitionTable(path("partition-table.bin"), partitions)
     env["ESP_PARTITION_TABLE"] = table
     artifacts.append(table)
 
+    # ESP-IDF's tables call it nvs_key, ours nvs_keys: the subtype decides.
+    keys_part = next((p.name for p in table_csv.find_type(DATA, SUBTYPE_NVS_KEYS)), "nvs_keys")
     nvs_parts: list[tuple[str, Any, Any]] = []  # (partition, partition node, keys node)
     for name, (csv, keys) in (nvs or {}).items():
         try:
@@ -130,8 +197,6 @@ def esp_release(
         artifacts.append(node)
         nvs_parts.append((name, node, keys))
 
-    encrypt = bool(env.get("ESP_FLASH_ENCRYPTION_KEY"))
-
     def flash(region: str, node: Any, base: str) -> Any:
         if not encrypt:
             return node
@@ -141,8 +206,8 @@ def esp_release(
               ("partition-table", flash("partition-table", table, "partition-table.bin"))]  # fmt: skip
     for name, node, keys in nvs_parts:
         layout.append((name, node))  # NVS has its own encryption; the device never flash-encrypts it
-        if keys is not None and encrypt and "nvs_keys" not in {r for r, _ in layout}:
-            layout.append(("nvs_keys", flash("nvs_keys", keys, "nvs_keys.bin")))
+        if keys is not None and encrypt and keys_part not in {r for r, _ in layout}:
+            layout.append((keys_part, flash(keys_part, keys, "nvs_keys.bin")))
     for part in table_csv.find_type(DATA, SUBTYPE_OTA):  # otadata starts erased: boot the first app
         erased = env["BUILDERS"]["_EspErased"](env, path("ota_data_initial.bin"), env.Value(part.size))
         artifacts.append(erased)

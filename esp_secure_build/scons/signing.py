@@ -21,6 +21,10 @@ Construction variables (defaults in brackets):
 ``ESP_EXPECTED_KEY_DIGESTS`` [[]]
     Hex SHA-256 public-key digests every signature block must carry: a CI gate that a
     production build was signed by the production keys.
+``ESP_APP_CHECKS`` [False], ``ESP_PREVIOUS_MANIFEST`` [unset]
+    ``EspRelease`` signs its app with ``ESP_APP_CHECKS=True``: the unsigned app must carry
+    Secure Boot padding, and its secure version must not be lower than the one in
+    ``ESP_PREVIOUS_MANIFEST`` (the last release's ``manifest.json``, a dependency).
 ``ESP_SIGN_COMSTR``, ``ESP_DIGEST_COMSTR``, ``ESP_PROVISION_COMSTR``
     The one line printed per step.
 
@@ -164,13 +168,25 @@ def sign_image(data: bytes, env: Any, path: str) -> bytes:
     return signed
 
 
+def _previous_manifest(env: Any) -> Any:
+    value = env.get("ESP_PREVIOUS_MANIFEST")
+    return env.File(value) if value else None
+
+
 def _build_signed(target: Any, source: Any, env: Any) -> None:
     src = source[0].get_abspath()
-    write_atomic(target[0].get_abspath(), sign_image(read_bytes(src, "image"), env, src))
+    data = read_bytes(src, "image")
+    if env_bool(env, "ESP_APP_CHECKS"):  # EspRelease's app: padding and anti-rollback, before signing
+        from ..chain_guards import check_app_image
+
+        previous = _previous_manifest(env)
+        check_app_image(data, env_str(env, "ESP_CHIP"), _version(env), previous.abspath if previous else None, src)
+    write_atomic(target[0].get_abspath(), sign_image(data, env, src))
 
 
 def _signed_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
-    return target, source[:1] + _dependencies(env)
+    previous = _previous_manifest(env) if env_bool(env, "ESP_APP_CHECKS") else None
+    return target, source[:1] + _dependencies(env) + ([previous] if previous else [])
 
 
 def _build_bootloader_digest(target: Any, source: Any, env: Any) -> None:
