@@ -7,6 +7,7 @@ bootloader, an ESP-IDF hello_world ELF); the reference tools judge the release.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -307,3 +308,22 @@ def test_padding_and_anti_rollback_pure(tmp_path: Path) -> None:
     manifest.write_text("{}")
     with pytest.raises(EspSecureError, match="not a release manifest"):
         check_secure_version(1, manifest)
+
+
+def test_three_lines_from_the_readme(tmp_path: Path) -> None:
+    """The README's lines, as written, make the release from the build directory."""
+    text = (REPO / "README.md").read_text().split("## Using it with an ESP-IDF build", 1)[1]
+    lines = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(lines.strip().splitlines()) == 4  # three statements, the Environment call on two lines
+    (tmp_path / "keys").mkdir()
+    run_oracle("espsecure", "generate-signing-key", "--version", "2", "--scheme", "ecdsa256", tmp_path / "keys/release.pem")
+    (tmp_path / "keys/flash_key.bin").write_bytes(bytes(range(32)))
+    lines = lines.replace("[{'pkcs11': 'hsm.ini'}]", "['keys/release.pem']").replace("firmware/build", str(BUILD))
+    (tmp_path / "SConstruct").write_text(lines)
+    run_env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = scons(tmp_path, "release", env=run_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = run_oracle("espsecure", "verify-signature", "--version", "2", "--keyfile", tmp_path / "keys/release.pem",
+                     tmp_path / "build/release/app.bin")  # fmt: skip
+    assert "verification successful" in out.stdout
+    assert (tmp_path / "build/release/factory-encrypted.bin").exists()
