@@ -12,7 +12,6 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic
@@ -20,6 +19,7 @@ from ..nvs.generate import generate_partition, load_hmac_key, load_keys, parse_s
 from ..nvs.layout import MIN_RW_SIZE
 from .common import add_option
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (CLI start-up)
 if TYPE_CHECKING:
     from ..nvs.crypto import NvsKeys
 

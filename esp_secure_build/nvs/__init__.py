@@ -7,7 +7,6 @@ see docs/nvs.md for where and why this package is stricter.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 # Exported name -> submodule. Imported on first use (PEP 562), so that a plain
 # `nvs generate` never loads the cryptography or multiprocessing modules.
@@ -26,7 +25,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import csv
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 from ..errors import EspSecureError
 from ..fileio import PathLike, read_text
 
 
-@dataclass(frozen=True)
-class CsvRow:
-    """One row of an NVS CSV. ``None`` marks a column the row is too short to have."""
+class CsvRow(namedtuple("CsvRow", "key type encoding value line path")):
+    """One row of an NVS CSV. ``None`` marks a column the row is too short to have.
 
+    A named tuple rather than a dataclass: ``dataclasses`` imports ``inspect``,
+    which costs a CLI start more than generating a partition.
+    """
+
+    __slots__ = ()
     key: str | None
     type: str | None
     encoding: str | None

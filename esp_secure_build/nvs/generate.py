@@ -9,13 +9,11 @@ in docs/nvs.md.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
 from ..fileio import PathLike, read_bytes
@@ -29,6 +27,7 @@ from .layout import (
     NvsWriter,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (CLI start-up)
 if TYPE_CHECKING:
     from .crypto import NvsKeys
 
@@ -130,6 +129,8 @@ class NvsBuilder:
             self._ap[key] = value
         ssid, password = self._ap["ap.ssid"], self._ap["ap.passwd"]
         if ssid and password and self._ap["ap.authmode"]:
+            import hashlib
+
             pmk = hashlib.pbkdf2_hmac("sha1", password.encode(), ssid.encode(), 4096, 32)
             info = b"\x00" * 100 + pmk
             self._store(row, "ap.pmk_info", ns, lambda: self.writer.add_blob(ns, b"ap.pmk_info", info))
