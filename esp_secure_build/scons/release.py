@@ -15,6 +15,9 @@
 it: a signed or enlarged one is refused). Addresses and sizes come from it, read when the SConstruct is read: the
 app goes to the factory partition (else the first OTA slot), NVS partitions are made at
 their table size, and an ``otadata`` partition gets an erased ``ota_data_initial.bin``.
+``extra_images={'otadata': 'boot_app0.bin'}`` flashes given files into named partitions
+instead (an otadata image that selects a slot, a file system image): they are copied
+into the release and flash-encrypted where the device encrypts that partition.
 
 In the hardware's order: sign app and bootloader (``$ESP_SECURE_BOOT_VERSION``; V1
 digests the bootloader for reflashable mode), write the provisioning values, build the
@@ -138,12 +141,14 @@ def esp_release(
     nvs: dict[str, tuple[str, Any]] | None = None,
     app_partition: str | None = None,
     certificates: list[Any] | None = None,
+    extra_images: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Build the release in ``folder``; see the module docstring.
 
     The app goes to ``app_partition`` (default: the factory app, else the first OTA
     slot); each NVS partition is made at its size in the table; an ``otadata``
-    partition gets ESP-IDF's erased ``ota_data_initial.bin``.
+    partition gets ESP-IDF's erased ``ota_data_initial.bin`` unless ``extra_images``
+    names a file for it.
     """
     from ..partition_table import DATA, SUBTYPE_NVS_KEYS, SUBTYPE_OTA
 
@@ -208,13 +213,29 @@ def esp_release(
         layout.append((name, node))  # NVS has its own encryption; the device never flash-encrypts it
         if keys is not None and encrypt and keys_part not in {r for r, _ in layout}:
             layout.append((keys_part, flash(keys_part, keys, "nvs_keys.bin")))
+    extra_images = dict(extra_images or {})
+    for name in extra_images:
+        try:
+            table_csv.find(name)
+        except EspSecureError as exc:
+            raise SCons.Errors.UserError(f"{partitions}: extra image for {name!r}: {exc}") from None
+        if name == app_partition or name in (nvs or {}):
+            raise SCons.Errors.UserError(f"extra image for {name!r}: the release already fills that partition")
     for part in table_csv.find_type(DATA, SUBTYPE_OTA):  # otadata starts erased: boot the first app
+        if part.name in extra_images:
+            continue
         erased = env["BUILDERS"]["_EspErased"](env, path("ota_data_initial.bin"), env.Value(part.size))
         artifacts.append(erased)
         layout.append((part.name, flash(part.name, erased, "ota_data_initial.bin")))
+    for name, image in extra_images.items():
+        base = f"{name}.bin"
+        copy = env.InstallAs(path(base), image)
+        artifacts.append(copy)
+        part = table_csv.find(name)
+        layout.append((name, flash(name, copy, base) if part.flash_encrypted else copy))
     layout.append((app_partition, flash(app_partition, app_bin, "app.bin")))
     if encrypt:
-        artifacts += [node for region, node in layout if region not in {n for n, _, _ in nvs_parts}]
+        artifacts += [node for region, node in layout if region not in {n for n, _, _ in nvs_parts} and node not in artifacts]
 
     artifacts.append(env.EspFactoryImage(path("factory-encrypted" if encrypt else "factory"), layout))
     artifacts.append(env.EspFlashArgs(folder, layout))

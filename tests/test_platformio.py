@@ -1,0 +1,180 @@
+"""PlatformIO: ``pio run -t esp-release`` builds examples/platformio offline.
+
+PlatformIO Core (PyPI ``platformio``, the ``test`` extra) runs without its registry:
+a local ``tool-scons`` package in a temporary core folder, and the stand-in for
+platform-espressif32 in tests/platformio/platform (Debian's RISC-V compiler). The
+release is checked with the reference tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_oracle
+
+try:
+    import platformio  # noqa: F401  (only whether it is there)
+    import SCons
+except ImportError as exc:
+    pytest.skip(f"PlatformIO Core is not installed ({exc}); pip install 'platformio==6.2.0' (the test extra)",
+                allow_module_level=True)  # fmt: skip
+if shutil.which("riscv64-unknown-elf-gcc") is None:
+    pytest.skip("riscv64-unknown-elf-gcc not found (apt-get install gcc-riscv64-unknown-elf)", allow_module_level=True)
+
+ENV = "esp32c3"
+# Core 6.2.0 asks for tool-scons ~4.41101.0; .piopm's spec.owner must be "platformio" or Core does not find it.
+TOOL_SCONS_VERSION = "4.41101.0"
+SCONS_LAUNCHER = """import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import SCons.Script
+SCons.Script.main()
+"""
+
+
+def make_core_dir(core: Path) -> None:
+    """A PlatformIO core folder whose tool-scons is the SCons this Python has."""
+    pkg = core / "packages" / "tool-scons"
+    pkg.mkdir(parents=True)
+    shutil.copytree(Path(SCons.__file__).parent, pkg / "SCons", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "scons.py").write_text(SCONS_LAUNCHER)
+    (pkg / "package.json").write_text(json.dumps({"name": "tool-scons", "version": TOOL_SCONS_VERSION}))
+    spec = {"owner": "platformio", "id": None, "name": "tool-scons", "requirements": None, "uri": None}
+    (pkg / ".piopm").write_text(json.dumps({"type": "tool", "name": "tool-scons", "version": TOOL_SCONS_VERSION,
+                                            "spec": spec}))  # fmt: skip
+
+
+class Pio:
+    """The example copied beside the test platform (the layout its platformio.ini expects)."""
+
+    def __init__(self, root: Path) -> None:
+        self.core = root / "core"
+        make_core_dir(self.core)
+        self.project = root / "examples" / "platformio"
+        shutil.copytree(REPO / "examples" / "platformio", self.project)
+        shutil.copytree(REPO / "tests" / "platformio" / "platform", root / "tests" / "platformio" / "platform")
+        self.release = self.project / ".pio" / "build" / ENV / "release"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PLATFORMIO_CORE_DIR=str(self.core), PLATFORMIO_SETTING_ENABLE_TELEMETRY="no",
+                   PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL="3650",
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # fmt: skip
+        cmd = [sys.executable, "-m", "platformio", "run", "-d", str(self.project), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+
+    def add_env(self, name: str, *options: str) -> None:
+        with open(self.project / "platformio.ini", "a") as f:
+            f.write(f"\n[env:{name}]\nextends = env:{ENV}\n" + "".join(f"{o}\n" for o in options))
+
+
+# Extra environments, written before the first build: PlatformIO wipes .pio/build when platformio.ini changes.
+FLASH_CHECK = ("custom_esp_flash_command = \"$PYTHONEXE\" -c \"import os, sys; print('FLASH', os.getcwd(), "
+               "sys.argv[1:])\" write_flash @flash_args")  # fmt: skip
+EXTRA_ENVS = {
+    "flashcheck": [FLASH_CHECK],
+    "unstated": ["custom_esp_bootloader_verifies_app ="],
+    "noverify": ["custom_esp_bootloader_verifies_app = no"],
+}
+
+
+@pytest.fixture(scope="module")
+def pio(tmp_path_factory):  # type: ignore[no-untyped-def]
+    pio = Pio(tmp_path_factory.mktemp("pio"))
+    for name, options in EXTRA_ENVS.items():
+        pio.add_env(name, *options)
+    first = pio.run("-e", ENV, "-t", "esp-release")
+    assert first.returncode == 0, first.stdout + first.stderr
+    pio.first = first
+    return pio
+
+
+def test_release_layout(pio) -> None:  # type: ignore[no-untyped-def]
+    """The app partition is the one at ESP32_APP_OFFSET; boot_app0.bin from FLASH_EXTRA_IMAGES fills otadata."""
+    assert (pio.release / "flash_args").read_text().splitlines() == [
+        "--flash_mode keep --flash_freq keep --flash_size keep",
+        "0x0 encrypted/bootloader.bin",
+        "0x8000 encrypted/partition-table.bin",
+        "0x9000 nvs.bin",
+        "0xd000 encrypted/nvs_keys.bin",
+        "0xe000 encrypted/otadata.bin",
+        "0x10000 encrypted/app.bin",
+    ]
+    boot_app0 = pio.project.parents[1] / "tests" / "platformio" / "platform" / "tools" / "partitions" / "boot_app0.bin"
+    assert (pio.release / "otadata.bin").read_bytes() == boot_app0.read_bytes()
+    # The development keys were made where platformio.ini names them, and said so.
+    assert "DEVELOPMENT signing key created" in pio.first.stdout
+    assert (pio.project / "keys" / "flash_encryption_key.bin").stat().st_size == 32
+    assert "ASSUMED (custom_esp_bootloader_verifies_app = yes)" in pio.first.stderr
+
+
+def test_signatures_verify_with_espsecure(pio) -> None:  # type: ignore[no-untyped-def]
+    key = pio.project / "keys" / "secure_boot_signing_key.pem"
+    for image in ("app.bin", "bootloader.bin"):
+        proc = run_oracle("espsecure", "verify-signature", "--version", "2", "--keyfile", key, pio.release / image)
+        assert "verification successful" in proc.stdout.lower(), proc.stdout
+
+
+def test_app_image_from_the_elf_with_descriptor(pio) -> None:  # type: ignore[no-untyped-def]
+    """esptool reads the app: board flash settings (qio board: DIO header, 80m, 4MB) and our descriptor."""
+    info = run_oracle("esptool", "--chip", "esp32c3", "image-info", pio.release / "app.bin").stdout
+    assert "Flash mode: DIO" in info and "Flash freq: 80m" in info and "Flash size: 4MB" in info
+    assert "Project name: thermostat" in info and "App version: 1.0.0" in info
+    assert re.search(r"Secure version: 1\b", info), info
+    assert "Validation hash" in info and "(valid)" in info
+
+
+@pytest.mark.parametrize(("name", "address", "plain"), [
+    ("app.bin", 0x10000, "app.bin"),
+    ("bootloader.bin", 0x0, "bootloader.bin"),
+    ("otadata.bin", 0xE000, "otadata.bin"),
+])  # fmt: skip
+def test_encrypted_images_decrypt_with_espsecure(pio, tmp_path, name, address, plain) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "plain.bin"
+    run_oracle("espsecure", "decrypt-flash-data", "--aes-xts", "--keyfile", pio.project / "keys" / "flash_encryption_key.bin",
+               "--address", hex(address), "-o", out, pio.release / "encrypted" / name)  # fmt: skip
+    assert out.read_bytes() == (pio.release / plain).read_bytes()
+
+
+def test_second_run_does_nothing(pio) -> None:  # type: ignore[no-untyped-def]
+    before = {p: p.stat().st_mtime_ns for p in pio.release.rglob("*")}
+    proc = pio.run("-e", ENV, "-t", "esp-release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "`esp-release' is up to date." in proc.stdout
+    assert not re.search(r"^(ESP-|Compiling|Linking)", proc.stdout, re.M), proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in pio.release.rglob("*")} == before
+
+
+def test_list_targets(pio) -> None:  # type: ignore[no-untyped-def]
+    proc = pio.run("-e", ENV, "--list-targets")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[2]: line for line in proc.stdout.splitlines() if line.startswith(ENV)}
+    assert {"esp-release", "esp-flash-release", "upload"} <= set(rows)
+    assert "Custom" in rows["esp-release"] and "Platform" in rows["upload"]
+
+
+def test_flash_release_runs_write_flash_in_the_release(pio) -> None:  # type: ignore[no-untyped-def]
+    proc = pio.run("-e", "flashcheck", "-t", "esp-flash-release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    release = pio.project / ".pio" / "build" / "flashcheck" / "release"
+    assert f"FLASH {release} ['write_flash', '@flash_args']" in proc.stdout
+    assert (release / "flash_args").is_file()
+
+
+@pytest.mark.parametrize(("name", "needle"), [
+    ("unstated", "custom_esp_bootloader_verifies_app is not set"),
+    ("noverify", "custom_esp_bootloader_verifies_app = no"),
+])  # fmt: skip
+def test_guard_bootloader_without_secure_boot(pio, name, needle) -> None:  # type: ignore[no-untyped-def]
+    """Signing for a bootloader nothing says checks the app: the build refuses, with one line."""
+    proc = pio.run("-e", name, "-t", "esp-release")
+    assert proc.returncode != 0
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if needle in line]
+    assert len(errors) == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (pio.project / ".pio" / "build" / name / "release").exists()
