@@ -110,7 +110,7 @@ def test_release_layout(pio) -> None:  # type: ignore[no-untyped-def]
     # The development keys were made where platformio.ini names them, and said so.
     assert "DEVELOPMENT signing key created" in pio.first.stdout
     assert (pio.project / "keys" / "flash_encryption_key.bin").stat().st_size == 32
-    assert "ASSUMED (custom_esp_bootloader_verifies_app = yes)" in pio.first.stderr
+    assert "ASSUMED (ESP_BOOTLOADER_VERIFIES_APP=True)" in pio.first.stderr
 
 
 def test_signatures_verify_with_espsecure(pio) -> None:  # type: ignore[no-untyped-def]

@@ -66,7 +66,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from typing import Any
 
 import SCons.Action
@@ -210,19 +209,20 @@ def _signing_keys(renv: Any, opts: _Options, version: int, dev: bool) -> list[An
     return keys
 
 
-def _check_bootloader(version: int, verifies: bool | None, sdk_path: str | None, bootloader: str) -> None:
-    """Signing an app for a bootloader that never checks it protects nothing: the user says it does."""
-    if not version or sdk_path:  # with an sdkconfig, EspRelease's guards decide
-        return
-    if verifies is None:
-        _fail(f"custom_esp_bootloader_verifies_app is not set: nothing says whether {bootloader} was built with "
-              f"Secure Boot V{version} (a bootloader without it never checks the app); set it to yes once you know "
-              "it was")  # fmt: skip
-    if not verifies:
-        _fail(f"custom_esp_bootloader_verifies_app = no: {bootloader} never checks the app's signature, so Secure "
-              f"Boot V{version} protects nothing; use a bootloader built with Secure Boot V{version}")  # fmt: skip
-    print(f"esp-secure: ASSUMED (custom_esp_bootloader_verifies_app = yes): {bootloader} was built with Secure Boot "
-          f"V{version} and checks the app's signature; nothing in the binary proves it", file=sys.stderr)  # fmt: skip
+def _check_bootloader(version: int, verifies: bool | None, sdk: dict[str, Any], bootloader: str) -> None:
+    """Signing an app for a bootloader that never checks it protects nothing (:mod:`..chain_guards`).
+
+    Checked here too, so that the message names the ``platformio.ini`` option;
+    ``EspRelease`` prints the note when the build relies on the user's word.
+    """
+    from ..chain_guards import check_bootloader_secure_boot
+
+    try:
+        check_bootloader_secure_boot(version, sdk or None, verifies, bootloader)
+    except EspSecureError as exc:
+        message = str(exc).replace("ESP_BOOTLOADER_VERIFIES_APP=False", "custom_esp_bootloader_verifies_app = no")
+        message = message.replace("ESP_BOOTLOADER_VERIFIES_APP=True", "custom_esp_bootloader_verifies_app = yes")
+        _fail(message.replace("ESP_BOOTLOADER_VERIFIES_APP", "custom_esp_bootloader_verifies_app"))
 
 
 def _flash_command(env: Any, chip: str, secure: bool) -> str:
@@ -295,7 +295,7 @@ def esp_secure_release(env: Any) -> list[Any]:
         bootloader = opts.path(opts.get("bootloader"))
     if not bootloader:
         _fail(f"no bootloader: FLASH_EXTRA_IMAGES has no image at {boot_offset:#x}; name one with custom_esp_bootloader")
-    _check_bootloader(version, verifies, sdk_path, os.path.relpath(str(bootloader), opts.project))
+    _check_bootloader(version, verifies, sdk, os.path.relpath(str(bootloader), opts.project))
 
     app_offset = int(env.subst("$ESP32_APP_OFFSET") or "0x10000", 0)
     app_part = next((p for p in table if p.offset == app_offset), None)
