@@ -73,6 +73,30 @@ def config_secure_boot_version(config: Mapping[str, Any]) -> int:
     return 1 if config_bool(config, "SECURE_BOOT_V1_ENABLED") else 0
 
 
+def config_signing_scheme(config: Mapping[str, Any]) -> str | None:
+    """The signature scheme the bootloader verifies: rsa3072, ecdsa192/256/384 (None without signed apps)."""
+    if config_bool(config, "SECURE_SIGNED_APPS_RSA_SCHEME"):
+        return "rsa3072"
+    if config_bool(config, "SECURE_SIGNED_APPS_ECDSA_V2_SCHEME"):
+        for bits in (192, 256, 384):
+            if config_bool(config, f"SECURE_BOOT_ECDSA_KEY_LEN_{bits}_BITS"):
+                return f"ecdsa{bits}"
+        return "ecdsa256"
+    return "ecdsa256" if config_bool(config, "SECURE_SIGNED_APPS_ECDSA_SCHEME") else None
+
+
+def check_signing_schemes(schemes: list[str], sdkconfig: Mapping[str, Any] | None) -> None:
+    """Every signing key must be of the scheme the bootloader was built to verify."""
+    expected = config_signing_scheme(sdkconfig) if sdkconfig is not None else None
+    for scheme in schemes:
+        if expected and scheme != expected:
+            raise EspSecureError(
+                f"a signing key is {scheme} but the bootloader verifies {expected} signatures only "
+                "(CONFIG_SECURE_SIGNED_APPS_*_SCHEME, CONFIG_SECURE_BOOT_ECDSA_KEY_LEN_*): the app would never boot; "
+                f"sign with {expected} keys or rebuild the bootloader for {scheme}"
+            )
+
+
 def check_bootloader_secure_boot(
     secure_boot_version: int,
     sdkconfig: Mapping[str, Any] | None,

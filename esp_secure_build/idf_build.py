@@ -23,7 +23,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain_guards import check_partition_table_offset, config_bool, config_secure_boot_version, read_sdkconfig
+from .chain_guards import (
+    check_partition_table_offset,
+    config_bool,
+    config_secure_boot_version,
+    config_signing_scheme,
+    read_sdkconfig,
+)
 from .chips import get_chip
 from .errors import EspSecureError
 from .fileio import read_bytes
@@ -51,6 +57,8 @@ class IdfBuild:
     bootloader_offset: int
     min_rev_full: int
     max_rev_full: int
+    # Other images flasher_args.json lists (e.g. a SPIFFS image flashed with the project): name -> (offset, file)
+    extra_images: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def secure_boot_version(self) -> int:
@@ -59,15 +67,7 @@ class IdfBuild:
     @property
     def signing_scheme(self) -> str | None:
         """The signature scheme the bootloader verifies: rsa3072, ecdsa192/256/384 (None without Secure Boot)."""
-        c = self.sdkconfig
-        if config_bool(c, "SECURE_SIGNED_APPS_RSA_SCHEME"):
-            return "rsa3072"
-        if config_bool(c, "SECURE_SIGNED_APPS_ECDSA_V2_SCHEME"):
-            for bits in (192, 256, 384):
-                if config_bool(c, f"SECURE_BOOT_ECDSA_KEY_LEN_{bits}_BITS"):
-                    return f"ecdsa{bits}"
-            return "ecdsa256"
-        return "ecdsa256" if config_bool(c, "SECURE_SIGNED_APPS_ECDSA_SCHEME") else None
+        return config_signing_scheme(self.sdkconfig)
 
     @property
     def flash_encryption(self) -> str | None:
@@ -164,6 +164,10 @@ def load_idf_build(build_dir: str) -> IdfBuild:
             sdk_path,
         )
     app_elf = desc.get("app_elf")
+    known = {"write_flash_args", "flash_settings", "flash_files", "extra_esptool_args", "app", "partition-table",
+             "bootloader", "otadata"}  # otadata: the release writes its own erased one
+    extra = {name: (_offset(entry.get("offset"), name, args_path), os.path.join(build_dir, str(entry.get("file"))))
+             for name, entry in flasher.items() if name not in known and isinstance(entry, dict) and "offset" in entry}  # fmt: skip
     return IdfBuild(
         build_dir=build_dir,
         target=target,
@@ -185,4 +189,5 @@ def load_idf_build(build_dir: str) -> IdfBuild:
         bootloader_offset=boot_offset,
         min_rev_full=_rev(desc.get("min_rev"), 0),
         max_rev_full=_rev(desc.get("max_rev"), 0xFFFF),
+        extra_images=extra,
     )

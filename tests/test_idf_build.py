@@ -327,3 +327,25 @@ def test_three_lines_from_the_readme(tmp_path: Path) -> None:
                      tmp_path / "build/release/app.bin")  # fmt: skip
     assert "verification successful" in out.stdout
     assert (tmp_path / "build/release/factory-encrypted.bin").exists()
+
+
+def test_guard_signing_key_of_another_scheme(tmp_path: Path) -> None:
+    """The bootloader verifies ECDSA P-256 (sdkconfig): an ECDSA P-384 key would brick the device."""
+    project = copy_example(tmp_path)
+    key = tmp_path / "p384.pem"
+    run_oracle("espsecure", "generate-signing-key", "--version", "2", "--scheme", "ecdsa384", key)
+    proc = scons(project, f"ESP_SIGNING_KEYS={key}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "a signing key is ecdsa384 but the bootloader verifies ecdsa256" in proc.stderr
+    assert not (project / "release/app.bin").exists() and not (project / "release/bootloader.bin").exists()
+
+
+def test_other_flasher_images_are_named_not_dropped_silently(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    args = project / "hello_world/build/flasher_args.json"
+    flasher = json.loads(args.read_text())
+    flasher["storage"] = {"offset": "0x120000", "file": "storage.bin", "encrypted": "false"}
+    args.write_text(json.dumps(flasher))
+    proc = scons(project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" in proc.stderr and "storage" in proc.stderr and "at 0x120000) is not part of the release" in proc.stderr

@@ -53,6 +53,9 @@ def esp_idf_build(env: Any, build_dir: str) -> dict[str, Any]:
                              offset=build.partition_table_offset)  # fmt: skip
     except EspSecureError as exc:
         raise SCons.Errors.UserError(str(exc)) from None
+    for name, (offset, path) in build.extra_images.items():
+        print(f"esp-secure: WARNING: {build.build_dir}/flasher_args.json: {name} ({path} at {offset:#x}) is not part of "
+              "the release; flash it separately", file=sys.stderr)  # fmt: skip
     app_partition = next((p.name for p in table if p.offset == build.app_offset), None)
     if app_partition is None:
         raise SCons.Errors.UserError(f"{build.partition_table_bin}: no partition at the app's offset {build.app_offset:#x}")

@@ -35,8 +35,8 @@ Before anything is built, the chain of trust is checked
     refused, unless ``ESP_IDF_SDKCONFIG`` tells.
 ``ESP_IDF_SDKCONFIG`` [unset; set by ``EspIdfBuild``]
     The sdkconfig (``sdkconfig.json`` or ``sdkconfig``) the bootloader and app were built with:
-    Secure Boot version, flash encryption (and key size), NVS encryption and its key
-    scheme, partition table offset must agree with the release.
+    Secure Boot version and signature scheme, flash encryption (and key size), NVS
+    encryption and its key scheme, partition table offset must agree with the release.
 ``ESP_PREVIOUS_MANIFEST`` [unset]
     The previous release's ``manifest.json``: an app whose secure version (anti-rollback)
     is lower is refused. Signed apps must carry Secure Boot padding (``ESP_SECURE_PAD``).

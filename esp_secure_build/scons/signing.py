@@ -150,6 +150,12 @@ def sign_image(data: bytes, env: Any, path: str) -> bytes:
     version = _version(env)
     chosen = signers(env)
     expected = _expected_digests(env)
+    if env.get("ESP_IDF_SDKCONFIG"):  # the bootloader verifies one scheme only
+        from ..chain_guards import check_signing_schemes, read_sdkconfig
+        from ..secure_boot.keys import scheme_of
+
+        sdkconfig = read_sdkconfig(env.File(env["ESP_IDF_SDKCONFIG"]).abspath)
+        check_signing_schemes([scheme_of(s.public_key()) for s in chosen], sdkconfig)
     if version == 1:
         if not chip.secure_boot_v1:
             raise EspSecureError(f"{chip.title} has no Secure Boot V1 (ESP32 only); set ESP_SECURE_BOOT_VERSION=2")
