@@ -340,12 +340,18 @@ def test_guard_signing_key_of_another_scheme(tmp_path: Path) -> None:
     assert not (project / "release/app.bin").exists() and not (project / "release/bootloader.bin").exists()
 
 
-def test_other_flasher_images_are_named_not_dropped_silently(tmp_path: Path) -> None:
+def test_other_flasher_images_go_into_their_partition(tmp_path: Path) -> None:
+    """An image flashed with the project (here into phy_init) is carried, encrypted where the device encrypts it;
+    one in no partition is named, not dropped silently."""
     project = copy_example(tmp_path)
-    args = project / "hello_world/build/flasher_args.json"
-    flasher = json.loads(args.read_text())
+    build = project / "hello_world/build"
+    (build / "phy_init.bin").write_bytes(bytes(range(256)) * 16)
+    flasher = json.loads((build / "flasher_args.json").read_text())
+    flasher["phy_init"] = {"offset": "0x10000", "file": "phy_init.bin", "encrypted": "false"}
     flasher["storage"] = {"offset": "0x120000", "file": "storage.bin", "encrypted": "false"}
-    args.write_text(json.dumps(flasher))
+    (build / "flasher_args.json").write_text(json.dumps(flasher))
     proc = scons(project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "WARNING" in proc.stderr and "storage" in proc.stderr and "at 0x120000) is not part of the release" in proc.stderr
+    assert "storage" in proc.stderr and "at 0x120000) is in no partition: not part of the release" in proc.stderr
+    assert "0x10000 phy_init.bin" in (project / "release/flash_args").read_text()  # phy data is not encrypted
+    assert (project / "release/phy_init.bin").read_bytes() == (build / "phy_init.bin").read_bytes()

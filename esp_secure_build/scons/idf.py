@@ -23,9 +23,11 @@ read and sets, from what ESP-IDF built:
     (:mod:`esp_secure_build.chain_guards`): Secure Boot and flash encryption in the
     bootloader, NVS encryption and its key scheme, the partition table offset.
 
-Returns ``{'app': ..., 'bootloader': ..., 'partitions': ..., 'app_partition': ...}``:
-the unsigned app ESP-IDF padded (``--secure-pad-v2``), the bootloader it padded to
-4 KiB, its binary partition table, and the partition at the app's offset. The build
+Returns ``{'app': ..., 'bootloader': ..., 'partitions': ..., 'app_partition': ...,
+'extra_images': ...}``: the unsigned app ESP-IDF padded (``--secure-pad-v2``), the
+bootloader it padded to 4 KiB, its binary partition table, the partition at the app's
+offset, and the other images ``flasher_args.json`` lists (a file system image flashed
+with the project), by the partition at their offset. The build
 must be made with ``CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES=n``: the release signs.
 Signing keys and the flash encryption key are yours to give: the sdkconfig's
 ``CONFIG_SECURE_BOOT_SIGNING_KEY`` is not used.
@@ -33,6 +35,7 @@ Signing keys and the flash encryption key are yours to give: the sdkconfig's
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -53,9 +56,16 @@ def esp_idf_build(env: Any, build_dir: str) -> dict[str, Any]:
                              offset=build.partition_table_offset)  # fmt: skip
     except EspSecureError as exc:
         raise SCons.Errors.UserError(str(exc)) from None
+    extra: dict[str, Any] = {}
     for name, (offset, path) in build.extra_images.items():
-        print(f"esp-secure: WARNING: {build.build_dir}/flasher_args.json: {name} ({path} at {offset:#x}) is not part of "
-              "the release; flash it separately", file=sys.stderr)  # fmt: skip
+        part = next((p for p in table if p.offset == offset), None)
+        if part is None:
+            print(f"esp-secure: WARNING: {build.build_dir}/flasher_args.json: {name} ({path} at {offset:#x}) is in no "
+                  "partition: not part of the release", file=sys.stderr)  # fmt: skip
+            continue
+        if not os.path.isfile(path):
+            raise SCons.Errors.UserError(f"{path}: image {name!r} that flasher_args.json lists not found")
+        extra[part.name] = env.File(path)
     app_partition = next((p.name for p in table if p.offset == build.app_offset), None)
     if app_partition is None:
         raise SCons.Errors.UserError(f"{build.partition_table_bin}: no partition at the app's offset {build.app_offset:#x}")
@@ -84,6 +94,7 @@ def esp_idf_build(env: Any, build_dir: str) -> dict[str, Any]:
         "bootloader": env.File(build.bootloader_bin),
         "partitions": env.File(build.partition_table_bin),
         "app_partition": app_partition,
+        "extra_images": extra,
     }
 
 
