@@ -355,3 +355,16 @@ def test_other_flasher_images_go_into_their_partition(tmp_path: Path) -> None:
     assert "storage" in proc.stderr and "at 0x120000) is in no partition: not part of the release" in proc.stderr
     assert "0x10000 phy_init.bin" in (project / "release/flash_args").read_text()  # phy data is not encrypted
     assert (project / "release/phy_init.bin").read_bytes() == (build / "phy_init.bin").read_bytes()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_padding_guard_agrees_with_esptool_on_esp32(tmp_path: Path, version: int) -> None:
+    """ESP32 app-template: elf2image --secure-pad (V1) / --secure-pad-v2 passes, the unpadded image does not."""
+    elf = VECTORS / "esptool/elf2image/esp32-app-template.elf"
+    padded, plain = tmp_path / "padded.bin", tmp_path / "plain.bin"
+    pad = "--secure-pad" if version == 1 else "--secure-pad-v2"
+    run_oracle("esptool", "--chip", "esp32", "elf2image", pad, "-o", padded, elf)
+    run_oracle("esptool", "--chip", "esp32", "elf2image", "-o", plain, elf)
+    check_app_padding(padded.read_bytes(), "esp32", version)
+    with pytest.raises(EspSecureError, match=f"not padded for Secure Boot V{version}"):
+        check_app_padding(plain.read_bytes(), "esp32", version)
