@@ -120,6 +120,12 @@ def check_bootloader_secure_boot(
                 f"{bootloader} was {state}: the ROM would boot it and it would never check the app's signature; "
                 f"enable {option} in menuconfig (Security features) and rebuild the bootloader"
             )
+        if built == 1 and config_bool(sdkconfig, "SECURE_BOOTLOADER_ONE_TIME_FLASH"):
+            raise EspSecureError(
+                "CONFIG_SECURE_BOOTLOADER_ONE_TIME_FLASH: the bootloader makes its own key and digest on the device, "
+                "but the release flashes a precomputed (reflashable) bootloader digest; select "
+                "CONFIG_SECURE_BOOTLOADER_REFLASHABLE"
+            )
         return None
     if bootloader_verifies_app is None:
         raise EspSecureError(

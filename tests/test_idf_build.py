@@ -271,6 +271,13 @@ def test_guards_plain_arguments() -> None:
     with pytest.raises(EspSecureError, match="built with Secure Boot V1"):
         check_release(secure_boot_version=2, flash_encryption=False, partition_table_offset=0x8000,
                       sdkconfig={"SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": True})  # fmt: skip
+    with pytest.raises(EspSecureError, match="CONFIG_SECURE_BOOTLOADER_REFLASHABLE"):
+        check_release(secure_boot_version=1, flash_encryption=False, partition_table_offset=0x8000,
+                      sdkconfig={"SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": True,
+                                 "SECURE_BOOTLOADER_ONE_TIME_FLASH": True})  # fmt: skip
+    assert check_release(secure_boot_version=1, flash_encryption=False, partition_table_offset=0x8000,
+                         sdkconfig={"SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": True,
+                                    "SECURE_BOOTLOADER_REFLASHABLE": True}) == []  # fmt: skip
     notes = check_release(secure_boot_version=2, flash_encryption=False, partition_table_offset=0x8000,
                           bootloader_verifies_app=True, bootloader="boot.bin")  # fmt: skip
     assert len(notes) == 1 and "boot.bin" in notes[0]
