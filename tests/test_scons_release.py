@@ -145,13 +145,24 @@ def test_manifest_describes_the_release(c3: Path) -> None:
 
     rel = c3 / "build/release"
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["chip"] == "esp32c3" and manifest["flash_encryption"] == "XTS-AES-128"
+    assert manifest["chip"] == "esp32c3" and manifest["flash_encryption"] == {"scheme": "XTS-AES-128", "key_bits": 256}
+    assert manifest["flash_settings"] == {"mode": "dio", "freq": "80m", "size": "4MB"}
+    assert manifest["nvs_encryption"] == [{"partition": "nvs", "keys_partition": "nvs_keys", "scheme": "XTS-AES-256 (NVS)"}]
+    assert manifest["source_date_epoch"] == 1764115200 and manifest["build_time_source"] == "SOURCE_DATE_EPOCH"
     assert {item["region"]: int(item["offset"], 16) for item in manifest["flash"]} == {
         "bootloader": 0x0, "partition-table": 0x8000, "nvs": 0x9000, "nvs_keys": 0xF000, "factory": 0x10000,
     }  # fmt: skip
-    for item in manifest["flash"] + manifest["artifacts"]:
+    on_disk = sorted(str(p.relative_to(rel)) for p in rel.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert [f["file"] for f in manifest["files"]] == on_disk  # every file of the folder, nothing else
+    for item in manifest["flash"] + manifest["files"]:
         assert hashlib.sha256((rel / item["file"]).read_bytes()).hexdigest() == item["sha256"], item["file"]
+    files = {f["file"]: f for f in manifest["files"]}
+    assert files["encrypted/app.bin"]["offset"] == "0x10000" and files["encrypted/app.bin"]["encrypted"]
+    assert files["app.bin"]["offset"] is None and not files["app.bin"]["encrypted"]
+    assert files["nvs.bin"]["encryption"] == "nvs" and files["factory-encrypted.hex"]["role"] == "factory-image-hex"
     key_digest = (rel / "secure_boot_key0_digest.bin").read_bytes().hex()
+    assert manifest["secure_boot"] == {"version": 2, "scheme": "rsa3072", "key_digests": [key_digest]}
+    assert files["encrypted/bootloader.bin"]["signed_by"] == files["app.bin"]["signed_by"] == [key_digest]
     app = manifest["images"]["app.bin"]
     assert app["app"]["project_name"] == "sample_project" and app["app"]["secure_version"] == 1
     assert app["secure_boot_v2"] == [{"scheme": "rsa3072", "public_key_digest": key_digest, "digest_matches": True}]

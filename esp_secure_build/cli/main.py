@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "elf2image": ("image_cmds", "convert an ELF file to an ESP app or bootloader image (esptool elf2image)"),
     "image-info": ("image_cmds", "show the header, segments, checksum, hash and descriptor of an image"),
     "merge-bin": ("factory_cmds", "merge images into one factory image, raw or Intel HEX (esptool merge-bin)"),
+    "verify-release": ("release_cmds", "check a release folder as the chip sees it: decrypt, boot chain, signatures, NVS"),
     # espsecure: Secure Boot
     "sign-data": ("secure_boot_cmds", "sign an image for Secure Boot V1 or V2 (espsecure sign-data)"),
     "verify-signature": ("secure_boot_cmds", "verify a Secure Boot V1 or V2 signature"),

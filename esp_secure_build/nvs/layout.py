@@ -1,4 +1,4 @@
-"""NVS page and entry layout: the writer that packs items into 4096-byte pages.
+"""NVS page and entry layout: the writer that packs items into 4096-byte pages, and a checker.
 
 Byte layout and page-filling rules follow esp-idf-nvs-partition-gen 0.3.0, so a
 partition written here is byte-identical with the one it writes for the same
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+
+from ..errors import EspSecureError
 
 PAGE_SIZE = 4096
 ENTRY_SIZE = 32
@@ -173,3 +175,45 @@ class NvsWriter:
         if self.read_only:
             return out  # the reference pads nothing here
         return out + b"\xff" * (self.size - len(out))
+
+
+def check_partition(data: bytes, path: str | None = None) -> tuple[int, int]:
+    """Parse a plaintext (or decrypted) NVS partition; returns (namespaces, items).
+
+    Checks what the device checks when it loads the partition: each used page's
+    header CRC and version, each written entry's CRC, and the data CRC of strings
+    and blob chunks. Raises EspSecureError naming the page and entry otherwise.
+    """
+    if not data or len(data) % PAGE_SIZE:
+        raise EspSecureError(f"not an NVS partition: {len(data)} bytes is not a non-zero multiple of 4096", path)
+    namespaces = items = 0
+    for base in range(0, len(data), PAGE_SIZE):
+        page = data[base : base + PAGE_SIZE]
+        state, _seq = struct.unpack_from("<II", page, 0)
+        where = f"NVS page {base // PAGE_SIZE}"
+        if state == 0xFFFFFFFF:
+            continue  # uninitialised page
+        if struct.unpack_from("<I", page, 28)[0] != crc32_nvs(page[4:28]):
+            raise EspSecureError(f"{where}: header CRC mismatch (wrong NVS keys, or corrupt)", path)
+        if page[8] not in VERSION_BYTE.values():
+            raise EspSecureError(f"{where}: unknown format version {page[8]:#04x}", path)
+        n = 0
+        while n < ENTRIES_PER_PAGE:
+            if (page[32 + n // 4] >> ((2 * n) % 8)) & 3 != 2:  # 2 = written
+                n += 1
+                continue
+            entry = page[FIRST_ENTRY_OFFSET + n * ENTRY_SIZE : FIRST_ENTRY_OFFSET + (n + 1) * ENTRY_SIZE]
+            ns, type_code, span = entry[0], entry[1], entry[2]
+            if struct.unpack_from("<I", entry, 4)[0] != crc32_nvs(entry[:4] + entry[8:]) or not 1 <= span <= ENTRIES_PER_PAGE - n:
+                raise EspSecureError(f"{where}, entry {n}: entry CRC mismatch (wrong NVS keys, or corrupt)", path)
+            if type_code in (TYPE_SZ, TYPE_BLOB, TYPE_BLOB_DATA):
+                size, _, crc = struct.unpack_from("<HHI", entry, 24)
+                start = FIRST_ENTRY_OFFSET + (n + 1) * ENTRY_SIZE
+                if size > (span - 1) * ENTRY_SIZE or crc32_nvs(page[start : start + size]) != crc:
+                    raise EspSecureError(f"{where}, entry {n}: data CRC mismatch", path)
+            if ns == 0:
+                namespaces += 1
+            elif type_code != TYPE_BLOB_DATA:
+                items += 1
+            n += span
+    return namespaces, items

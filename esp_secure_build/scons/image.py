@@ -90,7 +90,8 @@ def _build_image(target: Any, source: Any, env: Any) -> None:
     write_atomic(target[0].get_abspath(), image)
 
 
-def _source_date_epoch(env: Any) -> int | None:
+def source_date_epoch(env: Any) -> int | None:
+    """``$SOURCE_DATE_EPOCH`` (or the environment's), None when unset."""
     text = env_str(env, "SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH", "")
     if not text:
         return None
@@ -107,7 +108,7 @@ def _app_desc_params(env: Any) -> dict[str, Any]:
         "version": env_str(env, "ESP_PROJECT_VERSION", "1.0.0"),
         "secure_version": env_int(env, "ESP_SECURE_VERSION", 0),
         "idf_ver": env_str(env, "ESP_IDF_VER", f"esp-secure-build {__version__}"),
-        "source_date_epoch": _source_date_epoch(env),
+        "source_date_epoch": source_date_epoch(env),
         "mmu_page_size": env_int(env, "ESP_MMU_PAGE_SIZE") or chip.default_mmu_page_size,
     }
 
@@ -133,7 +134,7 @@ def _bootloader_desc_emitter(target: Any, source: Any, env: Any) -> tuple[list[A
     params = {
         "version": env_int(env, "ESP_BOOTLOADER_VERSION", 1),
         "idf_ver": env_str(env, "ESP_IDF_VER", f"esp-secure-build {__version__}"),
-        "source_date_epoch": _source_date_epoch(env),
+        "source_date_epoch": source_date_epoch(env),
     }
     return target, [env.Value(params)]
 

@@ -41,6 +41,14 @@ Before anything is built, the chain of trust is checked
     The previous release's ``manifest.json``: an app whose secure version (anti-rollback)
     is lower is refused. Signed apps must carry Secure Boot padding (``ESP_SECURE_PAD``).
 
+Every build of the release ends by verifying it as the chip will read it
+(:mod:`esp_secure_build.release_check`, an always-run alias that prints one
+"verified" line), no-op builds included; a failed check fails the build with its
+name. Release files changed since SCons built them (SCons itself only compares
+sources) are found when the SConstruct is read, by content, and built again;
+so are the images and ELFs they come from (by size and time, then content).
+``scons -q`` leaves the verification out, so it still answers "up to date".
+
 Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 ``partition-table.bin``, NVS partitions, ``encrypted/`` (what the factory flashes),
 ``factory-encrypted.bin``/``.hex`` (or ``factory.bin``/``.hex`` without flash encryption),
@@ -58,7 +66,8 @@ import SCons.Builder
 import SCons.Errors
 
 from ..errors import EspSecureError
-from .common import core_action, env_bool, env_int, first_node
+from .common import core_action, env_bool, env_int, env_str, first_node
+from .image import source_date_epoch
 
 
 def _read_table(env: Any, partitions: Any, version: int) -> tuple[Any, bool]:
@@ -209,10 +218,12 @@ def esp_release(
 
     layout = [(boot_region, flash(boot_region, boot_flash, "bootloader.bin")),
               ("partition-table", flash("partition-table", table, "partition-table.bin"))]  # fmt: skip
+    plain = {boot_region: boot_flash, "partition-table": table}
     for name, node, keys in nvs_parts:
         layout.append((name, node))  # NVS has its own encryption; the device never flash-encrypts it
         if keys is not None and encrypt and keys_part not in {r for r, _ in layout}:
             layout.append((keys_part, flash(keys_part, keys, "nvs_keys.bin")))
+            plain[keys_part] = keys
     extra_images = dict(extra_images or {})
     for name in extra_images:
         try:
@@ -227,21 +238,122 @@ def esp_release(
         erased = env["BUILDERS"]["_EspErased"](env, path("ota_data_initial.bin"), env.Value(part.size))
         artifacts.append(erased)
         layout.append((part.name, flash(part.name, erased, "ota_data_initial.bin")))
+        plain[part.name] = erased
     for name, image in extra_images.items():
         base = f"{name}.bin"
         copy = env.InstallAs(path(base), image)
         artifacts.append(copy)
         part = table_csv.find(name)
         layout.append((name, flash(name, copy, base) if part.flash_encrypted else copy))
+        plain[name] = copy
     layout.append((app_partition, flash(app_partition, app_bin, "app.bin")))
+    plain[app_partition] = app_bin
     if encrypt:
         artifacts += [node for region, node in layout if region not in {n for n, _, _ in nvs_parts} and node not in artifacts]
 
     artifacts.append(env.EspFactoryImage(path("factory-encrypted" if encrypt else "factory"), layout))
     artifacts.append(env.EspFlashArgs(folder, layout))
-    artifacts.append(env.EspReleaseManifest(path("manifest.json"), layout, images=[app_bin, boot_bin],
-                                            artifacts=list(artifacts), certificates=list(certificates or [])))  # fmt: skip
+    release = {
+        "secure_boot_version": version,
+        "nvs_encryption": [{"partition": name, "keys_partition": keys_part, "scheme": "XTS-AES-256 (NVS)"}
+                           for name, _, keys in nvs_parts if keys is not None],
+        "source_date_epoch": source_date_epoch(env),
+        "build_time_source": "SOURCE_DATE_EPOCH" if source_date_epoch(env) is not None else "build host clock",
+        "development_keys": env_bool(env, "ESP_DEVELOPMENT_KEYS"),
+    }  # fmt: skip
+    files = _release_files(env, folder, artifacts)
+    manifest = env.EspReleaseManifest(path("manifest.json"), layout, images=[app_bin, boot_bin], artifacts=files,
+                                      certificates=list(certificates or []),
+                                      plain={r: n for r, n in plain.items() if encrypt}, release=release)  # fmt: skip
+    artifacts.append(manifest)
+    _rebuild_tampered(env, folder, [*files, first_node(manifest)])
+    if not env.GetOption("question"):  # `scons -q` must answer "up to date" when nothing changed
+        artifacts.append(_verify_step(env, folder, manifest))
     return artifacts
+
+
+def _release_files(env: Any, folder: str, artifacts: list[Any]) -> list[Any]:
+    """Every file node the release writes in ``folder`` (side targets included)."""
+    base = env.Dir(folder).abspath + os.sep
+    files = []
+    for node in env.Flatten(artifacts):
+        if isinstance(node, str):
+            node = env.File(node)
+        if node.abspath.startswith(base) and node not in files:
+            files.append(node)
+    return files
+
+
+def _rebuild_tampered(env: Any, folder: str, nodes: list[Any]) -> None:
+    """Rebuild targets whose file changed since SCons built them (SCons itself only looks at sources).
+
+    Release files are compared by content hash with what SCons recorded; the
+    targets they are made from (images, ELFs) by size and time first, as the
+    ``content-timestamp`` decider does. A changed target is built again.
+    """
+    release_dir = env.Dir(folder).abspath + os.sep
+    seen: set[Any] = set()
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        if node in seen or not node.has_builder():
+            continue
+        seen.add(node)
+        todo += [n for n in node.sources if hasattr(n, "has_builder")]
+        try:
+            stat = os.stat(node.abspath)
+        except OSError:
+            continue  # missing: SCons rebuilds it anyway
+        stored = getattr(node.get_stored_info(), "ninfo", None)
+        csig = getattr(stored, "csig", None)
+        if csig is None:
+            continue
+        unchanged = getattr(stored, "timestamp", None) == int(stat.st_mtime) and getattr(stored, "size", None) == stat.st_size
+        if unchanged and not node.abspath.startswith(release_dir):  # release files: always by content
+            continue
+        import SCons.Util
+
+        if SCons.Util.hash_file_signature(node.abspath, env.GetOption("md5_chunksize") * 1024) != csig:
+            print(f"esp-secure: {node.path} changed since it was built: building it again", file=sys.stderr)
+            env.AlwaysBuild(node)
+
+
+def _verify_step(env: Any, folder: str, manifest: Any) -> Any:
+    """An alias that runs verify-release on the folder after every build of it, no-op builds included."""
+    alias = env.Alias(f"esp-verify-release:{env.Dir(folder).path}", manifest, env.Action(_verify, _verify_str))
+    env.AlwaysBuild(alias)
+    return alias
+
+
+def _verify_str(target: Any, source: Any, env: Any) -> None:
+    return None  # silent on success: a no-op build prints no step
+
+
+def _verify(target: Any, source: Any, env: Any) -> int:
+    from ..fileio import read_bytes
+    from ..release_check import verify_release
+    from ..secure_boot.v1 import expand_hardware_key
+    from .signing import expected_digests
+
+    manifest = source[0].get_abspath()
+    folder = os.path.dirname(manifest)
+    try:
+        key = env.get("ESP_FLASH_ENCRYPTION_KEY")
+        flash_key = read_bytes(env.File(first_node(key)).abspath, "flash encryption key") if key else None
+        v1_path = env_str(env, "ESP_V1_KEY_FILE")
+        v1_key = expand_hardware_key(read_bytes(env.File(v1_path).abspath), v1_path) if v1_path else None
+        report = verify_release(folder, flash_key=flash_key, expect_digests=expected_digests(env), v1_key=v1_key)
+    except EspSecureError as exc:
+        raise SCons.Errors.BuildError(errstr=f"verify-release {os.path.relpath(folder)}: {exc}", exitstatus=2) from None
+    if not report.passed:
+        bad = report.failures[0]
+        raise SCons.Errors.BuildError(
+            errstr=f"verify-release {os.path.relpath(folder)}: {bad.name}: {bad.detail} "
+            f"(delete the file named and run the build again to rebuild it)", exitstatus=2)  # fmt: skip
+    skipped = [c.name for c in report.checks if c.status == "skipped"]
+    print(f"esp-secure: release {os.path.relpath(folder)} verified ({len(report.checks)} checks"
+          + (f"; skipped: {', '.join(skipped)}" if skipped else "") + ")")  # fmt: skip
+    return 0
 
 
 def generate(env: Any) -> None:

@@ -133,7 +133,8 @@ def _version(env: Any) -> int:
     return version
 
 
-def _expected_digests(env: Any) -> list[bytes]:
+def expected_digests(env: Any) -> list[bytes]:
+    """``$ESP_EXPECTED_KEY_DIGESTS`` as bytes ([] when unset)."""
     values = env.get("ESP_EXPECTED_KEY_DIGESTS") or []
     try:
         return [bytes.fromhex(env.subst(str(v))) for v in env.Flatten(values)]
@@ -149,7 +150,7 @@ def sign_image(data: bytes, env: Any, path: str) -> bytes:
     chip = get_chip(env_str(env, "ESP_CHIP"))
     version = _version(env)
     chosen = signers(env)
-    expected = _expected_digests(env)
+    expected = expected_digests(env)
     if env.get("ESP_IDF_SDKCONFIG"):  # the bootloader verifies one scheme only
         from ..chain_guards import check_signing_schemes, read_sdkconfig
         from ..secure_boot.keys import scheme_of
