@@ -80,6 +80,18 @@ EXTRA_ENVS = {
     "flashcheck": [FLASH_CHECK],
     "unstated": ["custom_esp_bootloader_verifies_app ="],
     "noverify": ["custom_esp_bootloader_verifies_app = no"],
+    # As the espidf framework leaves it: an sdkconfig whose bootloader has no Secure Boot.
+    "idfnosb": ["extra_scripts = pre:sdkconfig_no_secure_boot.py", "    post:esp_secure.py"],
+    "strayimage": ["extra_scripts = post:stray_image.py", "    post:esp_secure.py"],
+}
+SCRIPTS = {
+    "sdkconfig_no_secure_boot.py": """import json, os
+env = DefaultEnvironment()
+os.makedirs(env.subst("$BUILD_DIR/config"), exist_ok=True)
+with open(env.subst("$BUILD_DIR/config/sdkconfig.json"), "w") as f:
+    json.dump({"IDF_TARGET": "esp32c3", "SECURE_BOOT": False, "PARTITION_TABLE_OFFSET": 32768}, f)
+""",
+    "stray_image.py": 'DefaultEnvironment().Append(FLASH_EXTRA_IMAGES=[("0x3000", "$PROJECT_DIR/stray.bin")])\n',
 }
 
 
@@ -88,6 +100,8 @@ def pio(tmp_path_factory):  # type: ignore[no-untyped-def]
     pio = Pio(tmp_path_factory.mktemp("pio"))
     for name, options in EXTRA_ENVS.items():
         pio.add_env(name, *options)
+    for name, text in SCRIPTS.items():
+        (pio.project / name).write_text(text)
     first = pio.run("-e", ENV, "-t", "esp-release")
     assert first.returncode == 0, first.stdout + first.stderr
     pio.first = first
@@ -169,9 +183,11 @@ def test_flash_release_runs_write_flash_in_the_release(pio) -> None:  # type: ig
 @pytest.mark.parametrize(("name", "needle"), [
     ("unstated", "custom_esp_bootloader_verifies_app is not set"),
     ("noverify", "custom_esp_bootloader_verifies_app = no"),
+    ("idfnosb", "built without Secure Boot (CONFIG_SECURE_BOOT off)"),  # the sdkconfig wins over the option
+    ("strayimage", "FLASH_EXTRA_IMAGES: "),
 ])  # fmt: skip
-def test_guard_bootloader_without_secure_boot(pio, name, needle) -> None:  # type: ignore[no-untyped-def]
-    """Signing for a bootloader nothing says checks the app: the build refuses, with one line."""
+def test_refused_configurations(pio, name, needle) -> None:  # type: ignore[no-untyped-def]
+    """A bootloader nothing says checks the app, or an image at no known address: one line, no release."""
     proc = pio.run("-e", name, "-t", "esp-release")
     assert proc.returncode != 0
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if needle in line]

@@ -66,11 +66,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from typing import Any
 
 import SCons.Action
 import SCons.Errors
-from SCons.Script import ARGUMENTS
+from SCons.Script import ARGUMENTS, Exit
 
 from ..chips import get_chip
 from ..errors import EspSecureError
@@ -80,7 +81,9 @@ FLASH_TARGET = "esp-flash-release"
 
 
 def _fail(message: str) -> None:
-    raise SCons.Errors.UserError(f"esp-secure: {message}")
+    """One line and exit status 2, as PlatformIO's own scripts stop (a UserError would print a stack frame)."""
+    sys.stderr.write(f"esp-secure: error: {message}\n")
+    Exit(2)
 
 
 class _Options:
@@ -131,6 +134,15 @@ def _sdkconfig(env: Any) -> tuple[str | None, dict[str, Any]]:
     except (OSError, ValueError) as exc:
         _fail(f"{path}: {exc}")
         return None, {}
+
+
+def _sdk_int(sdk: dict[str, Any], name: str, default: int) -> int:
+    value = sdk.get(name, default)
+    try:
+        return value if isinstance(value, int) else int(str(value), 0)
+    except ValueError:
+        _fail(f"sdkconfig.json: {name} = {value!r} is not a number")
+        return default
 
 
 def _flash_settings(env: Any) -> tuple[str, str, str]:
@@ -263,7 +275,7 @@ def esp_secure_release(env: Any) -> list[Any]:
         ESP_PROJECT_NAME=opts.get("project_name") or os.path.basename(os.path.normpath(opts.project)),
         ESP_PROJECT_VERSION=opts.get("project_version", "1.0.0"),
         ESP_SECURE_VERSION=opts.number("secure_version", 0),
-        ESP_PARTITION_TABLE_OFFSET=opts.number("partition_table_offset", sdk.get("PARTITION_TABLE_OFFSET", 0x8000)),
+        ESP_PARTITION_TABLE_OFFSET=opts.number("partition_table_offset", _sdk_int(sdk, "PARTITION_TABLE_OFFSET", 0x8000)),
     )
     if version:
         renv["ESP_SECURE_BOOT_VERSION"] = version
@@ -272,14 +284,6 @@ def esp_secure_release(env: Any) -> list[Any]:
         renv["ESP_BOOTLOADER_VERIFIES_APP"] = verifies
     if sdk_path:
         renv["ESP_IDF_SDKCONFIG"] = sdk_path
-    dev = bool(opts.flag("dev_keys", False))
-    renv["ESP_SIGNING_KEYS"] = _signing_keys(renv, opts, version, dev)
-    fe_key = opts.get("flash_encryption_key")
-    if fe_key:
-        path = opts.path(fe_key)
-        renv["ESP_FLASH_ENCRYPTION_KEY"] = renv.EspDevFlashEncryptionKey(path) if dev else renv.File(path)
-
-    _add_app_desc(env, renv, opts)
 
     csv = env.subst("$PARTITIONS_TABLE_CSV")
     if not csv:
@@ -289,7 +293,7 @@ def esp_secure_release(env: Any) -> list[Any]:
         table = parse_csv(read_text(csv, "partition table CSV"), csv, offset=table_offset)
     except EspSecureError as exc:
         _fail(str(exc))
-    boot_offset = sdk.get("BOOTLOADER_OFFSET_IN_FLASH", chip.bootloader_offset)
+    boot_offset = _sdk_int(sdk, "BOOTLOADER_OFFSET_IN_FLASH", chip.bootloader_offset)
     bootloader, extra = _split_extra_images(env, table, chip, boot_offset, table_offset)
     if opts.get("bootloader"):
         bootloader = opts.path(opts.get("bootloader"))
@@ -301,6 +305,15 @@ def esp_secure_release(env: Any) -> list[Any]:
     app_part = next((p for p in table if p.offset == app_offset), None)
     if app_part is None or app_part.type != 0x00:
         _fail(f"ESP32_APP_OFFSET {app_offset:#x} (board upload.offset_address) is not an app partition of {csv}")
+
+    dev = bool(opts.flag("dev_keys", False))
+    renv["ESP_SIGNING_KEYS"] = _signing_keys(renv, opts, version, dev)
+    fe_key = opts.get("flash_encryption_key")
+    if fe_key:
+        path = opts.path(fe_key)
+        renv["ESP_FLASH_ENCRYPTION_KEY"] = renv.EspDevFlashEncryptionKey(path) if dev else renv.File(path)
+
+    _add_app_desc(env, renv, opts)
 
     nvs: dict[str, tuple[str, Any]] = {}
     nvs_keys_file = opts.get("nvs_keys")
@@ -326,7 +339,7 @@ def esp_secure_release(env: Any) -> list[Any]:
             app_partition=app_part.name,
             extra_images={name: renv.File(path) for name, path in extra.items()},
         )
-    except EspSecureError as exc:
+    except (EspSecureError, SCons.Errors.UserError) as exc:
         _fail(str(exc))
 
     what = ", ".join([f"Secure Boot V{version}"] * bool(version) + ["pre-encrypted"] * bool(fe_key)) or "plain"
