@@ -29,7 +29,7 @@ V1_SIGNATURE_LENGTH = 68  # Secure Boot V1 signs the table too: 0xC00 + 68 bytes
 def read_sdkconfig(path: PathLike) -> dict[str, Any]:
     """``config/sdkconfig.json`` (keys without ``CONFIG_``) or a plain ``sdkconfig`` file."""
     text = read_text(path, "sdkconfig")
-    if text.lstrip().startswith("{"):
+    if str(path).endswith(".json") or text.lstrip()[:1] in ("{", "["):
         try:
             data = json.loads(text)
         except ValueError as exc:

@@ -375,3 +375,19 @@ def test_padding_guard_agrees_with_esptool_on_esp32(tmp_path: Path, version: int
     check_app_padding(padded.read_bytes(), "esp32", version)
     with pytest.raises(EspSecureError, match=f"not padded for Secure Boot V{version}"):
         check_app_padding(plain.read_bytes(), "esp32", version)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda b: (b / "flasher_args.json").unlink(), ("flasher_args.json", "not found", "run idf.py build first")),
+        (lambda b: (b / "project_description.json").write_text("{"), ("project_description.json", "not valid JSON")),
+        (lambda b: (b / "bootloader/bootloader.bin").unlink(), ("bootloader.bin", "bootloader binary not found")),
+        (lambda b: (b / "config/sdkconfig.json").write_text("[]"), ("sdkconfig.json", "not a JSON object")),
+    ],
+    ids=["no-flasher-args", "bad-json", "no-bootloader", "sdkconfig-not-object"],
+)  # fmt: skip
+def test_broken_build_directory_is_one_line(tmp_path: Path, damage, words: tuple[str, ...]) -> None:
+    project = copy_example(tmp_path)
+    damage(project / "hello_world/build")
+    refused(scons(project), *words)
