@@ -106,15 +106,27 @@ def read_hex(data: bytes, path: str | None = None) -> dict[int, bytes]:
     return out
 
 
-def hex_matches_bin(hex_data: bytes, raw: bytes, path: str | None = None) -> str | None:
-    """None when the HEX file holds exactly ``raw`` (0xFF where it has no data), else the problem."""
+def hex_matches_bin(
+    hex_data: bytes, raw: bytes, path: str | None = None, regions: Sequence[tuple[int, bytes]] = ()
+) -> str | None:
+    """None when the HEX file holds exactly ``raw`` (0xFF where it has no data), else the problem.
+
+    ``regions`` (what the image was merged from) allow a fast path: when the file is
+    exactly our writer's output for them and they make up ``raw``, no parsing is needed.
+    """
     image = bytearray(b"\xff" * len(raw))
-    covered = 0
+    if regions:
+        from .ihex import encode
+
+        for address, payload in regions:
+            image[address : address + len(payload)] = payload
+        if image == raw and encode(regions) == hex_data:
+            return None
+        image = bytearray(b"\xff" * len(raw))
     for address, payload in read_hex(hex_data, path).items():
         if address + len(payload) > len(raw):
             return f"has data at {address + len(payload) - 1:#x}, beyond the end of the .bin ({len(raw):#x})"
         image[address : address + len(payload)] = payload
-        covered += len(payload)
     if bytes(image) != raw:
         first = next(i for i in range(len(raw)) if image[i] != raw[i])
         return f"differs from the .bin at {first:#x}"
@@ -262,7 +274,8 @@ def verify_release(
 
     def hex_check() -> str:
         hex_path = v.path(factory_name + ".hex")
-        problem = hex_matches_bin(read_bytes(hex_path, "factory HEX"), raw, hex_path)
+        regions = [(int(i["offset"], 16), read_bytes(v.path(i["file"]))) for i in manifest["flash"]]
+        problem = hex_matches_bin(read_bytes(hex_path, "factory HEX"), raw, hex_path, regions)
         if problem:
             raise EspSecureError(problem, hex_path)
         return f"{factory_name}.hex holds the same bytes as {factory_name}.bin"

@@ -31,7 +31,12 @@ CONFIGS = {
 }
 SIGNING_KEY = {"esp32c3": "esp32c3_secure_boot_v2_rsa3072.pem", "esp32": "esp32_secure_boot_v1_ecdsa256.pem",
                "esp32c6": "esp32c6_secure_boot_v2_ecdsa256.pem"}  # fmt: skip
-V1_KEY = "secret/secure-bootloader-key-256.bin"
+
+
+def _v1_key(project: Path, release: Path) -> bytes:
+    """The ESP32 V1 eFuse key the build made (with the keys, or in older layouts under the release)."""
+    found = sorted(project.glob("keys/*secure-bootloader-key-256.bin")) + sorted(release.glob("secret/*.bin"))
+    return found[0].read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,7 @@ class Rel:
         shutil.copytree(release_dir(project, chip), self.dir)
         self.key = (project / f"keys/{chip}_flash_encryption_key.bin").read_bytes()
         self.signing_key = project / "keys" / SIGNING_KEY[chip]
-        self.v1_key = (self.dir / V1_KEY).read_bytes() if chip == "esp32" else None
+        self.v1_key = _v1_key(project, self.dir) if chip == "esp32" else None
         self.manifest = json.loads((self.dir / "manifest.json").read_text())
 
     @property
