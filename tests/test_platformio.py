@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_oracle
+from conftest import REPO, run_cli, run_oracle
 
 try:
     import platformio  # noqa: F401  (only whether it is there)
@@ -194,3 +194,15 @@ def test_refused_configurations(pio, name, needle) -> None:  # type: ignore[no-u
     assert len(errors) == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (pio.project / ".pio" / "build" / name / "release").exists()
+
+
+def test_verify_release(pio) -> None:  # type: ignore[no-untyped-def]
+    """esp-secure verify-release reads the release as the chip would, with the expected key digest."""
+    key = pio.project / "keys" / "secure_boot_signing_key.pem"
+    digest = run_oracle("espsecure", "digest-sbv2-public-key", "--keyfile", key, "-o", pio.release.parent / "digest.bin")
+    assert digest.returncode == 0
+    proc = run_cli("verify-release", "--flash-key", pio.project / "keys" / "flash_encryption_key.bin",
+                   "--expect-digest", (pio.release.parent / "digest.bin").read_bytes().hex(), pio.release)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{pio.release}: VERIFIED" in proc.stdout, proc.stdout
+    assert re.search(r"^otadata otadata +ok +selects app0 \(sequence 1\)", proc.stdout, re.M), proc.stdout
