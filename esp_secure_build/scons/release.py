@@ -266,7 +266,8 @@ def esp_release(
                                       certificates=list(certificates or []),
                                       plain={r: n for r, n in plain.items() if encrypt}, release=release)  # fmt: skip
     artifacts.append(manifest)
-    _rebuild_tampered(env, folder, [*files, first_node(manifest)])
+    if not env.GetOption("clean"):
+        _rebuild_tampered(env, folder, [*files, first_node(manifest)])
     if not env.GetOption("question"):  # `scons -q` must answer "up to date" when nothing changed
         artifacts.append(_verify_step(env, folder, manifest))
     return artifacts
