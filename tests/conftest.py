@@ -13,16 +13,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# CI lays shared/ beside the clone; ESP_SECURE_VECTORS overrides.
-VECTORS = Path(os.environ.get("ESP_SECURE_VECTORS", REPO.parent / "shared" / "vectors")).resolve()
+# The reference vectors ship with the repository (sources and licences: tests/vectors/README.md).
+VECTORS = REPO / "tests" / "vectors"
 
 
 def load_cases(*kinds: str) -> list[dict]:
     """The cases of ``cases.json`` of the given kinds (all when none given)."""
-    path = VECTORS / "cases.json"
-    if not path.exists():
-        raise RuntimeError(f"reference vectors not found at {VECTORS} (set ESP_SECURE_VECTORS)")
-    cases = json.loads(path.read_text())
+    cases = json.loads((VECTORS / "cases.json").read_text())
     return [c for c in cases if not kinds or c["kind"] in kinds]
 
 
@@ -59,7 +56,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run ``esp-secure`` as a separate process, as a user would (no terminal on stdin).
 
-    The vectors sign with esptool's published test keys, which a real release must
+    The vectors sign with published test keys (tests/vectors/), which a real release must
     never use: ``sign-data`` gets ``--allow-published-key`` unless told otherwise.
     """
     argv = [str(a) for a in args]

@@ -38,7 +38,7 @@ MERGES = {
                               [("0x1000", BOOT), ("0x8000", TABLE), ("0x20000", BOOT_NO_DIGEST)]),
     "raw-target-offset-old-spelling": ("esp32", ["--target-offset", "0x8000", "--flash_mode", "dio"],
                                        [("0x10000", APP), ("0x8000", TABLE)]),
-    "raw-c6-80m": ("esp32c6", ["--flash-freq", "80m", "--flash-size", "8MB"], [("0x0", C6_IMAGE), ("0x8000", TABLE)]),
+    "raw-c6-80m": ("esp32c6", ["--flash-freq", "80m", "--flash-size", "8MB"], [("0x0", C6_IMAGE), ("0x20000", TABLE)]),
     "hex-patch": ("esp32", ["--format", "hex", "--flash-mode", "dio", "--flash-size", "16MB"],
                   [("0x1000", BOOT), ("0x8000", TABLE), ("0x10000", APP)]),
     "hex-one-input": ("esp32c3", ["-f", "hex"], [("0x20000", BOOT_NO_DIGEST)]),

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import VECTORS, assert_one_line_error, run_cli
+from conftest import REPO, VECTORS, assert_one_line_error, run_cli
 from cryptography.hazmat.primitives import serialization
 
 from esp_secure_build.secure_boot.published_keys import PUBLISHED_KEY_FINGERPRINTS, is_published
@@ -24,8 +24,11 @@ def _spki_sha256(path: Path) -> str:
 
 
 def test_every_published_key_is_listed() -> None:
+    """Every private key shipped under tests/ is published with the repository, so refused."""
     assert len(PUBLISHED_FILES) >= 20
-    missing = [p.name for p in PUBLISHED_FILES if _spki_sha256(p) not in PUBLISHED_KEY_FINGERPRINTS]
+    shipped = [p for p in (REPO / "tests").rglob("*.pem") if b"PRIVATE KEY-----" in p.read_bytes()]
+    assert set(PUBLISHED_FILES) <= set(shipped)
+    missing = [str(p.relative_to(REPO)) for p in shipped if _spki_sha256(p) not in PUBLISHED_KEY_FINGERPRINTS]
     assert missing == []
 
 

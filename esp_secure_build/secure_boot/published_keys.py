@@ -2,9 +2,10 @@
 
 Each entry is the SHA-256 of the key's DER SubjectPublicKeyInfo, so a key matches
 whatever file format or name it comes in. The list holds esptool's Secure Boot test
-keys, PlatformIO's secure-boot example key and MCUboot's development root keys
-(copies and origins in the project's shared test vectors, ``published-keys/``);
-tests/test_published_keys.py checks that it covers every one of them.
+keys, this project's own test keys (``tests/vectors/esptool/secure_images/``),
+PlatformIO's secure-boot example key and MCUboot's development root keys (copies and
+origins in ``tests/vectors/published-keys/``); tests/test_published_keys.py checks that
+it covers every private key under ``tests/``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ PUBLISHED_KEY_FINGERPRINTS = frozenset({
     "df594d59bf90e79dd7d9eaa3a277e5c6f9465f6a47bd118e18a2cb6be9db9acd",  # esptool test key: rsa_secure_boot_signing_key2
     "11f0c4dad080f1f8967c52ba6268623e283f83ef7a6031d044525941c6f88321",  # esptool test key: rsa_secure_boot_signing_key3
     "2cf2f4c0243f8ce6e73cba224730dd0308d18c8e285226859e0185be9e9577c8",  # esptool test key: rsa_secure_boot_signing_key4
+    "c7697c615b0eb16f6c53b6d8997996dfae3c525048c05d6a6df221baeeb20fb8",  # esp-secure-build test key: ecdsa192_secure_boot_signing_key
+    "b760b850846e31168eaa26a3b56bcb6376506168aa2a914db4b104c94710b441",  # esp-secure-build test key: ecdsa192_secure_boot_signing_key2
+    "0f2de24b883a1908cd140cd415fe01ff1c55218a4ca422532abef6a413ca4739",  # esp-secure-build test key: ecdsa192_secure_boot_signing_key3
+    "645f200f5437b023ec718a203a2012c409050b4544986c80c61f770685206951",  # esp-secure-build test key: ecdsa192_secure_boot_signing_key4
+    "dc0dace2c91fb0b937cf121d098024d3a6c219f8fcf10ac0a1e84801beafd377",  # esp-secure-build test key: ecdsa192_secure_boot_signing_key_v2
+    "86889ef98adc86fdc127596f16a3fc25cc36661718827b1e69b98b7fc85ef776",  # esp-secure-build test key: ecdsa256_secure_boot_signing_key
+    "19bda2b0b1a5d22057dc244135a8b1773a3bf3b5ccc4e9b979c74fd76a221965",  # esp-secure-build test key: ecdsa256_secure_boot_signing_key2
+    "1a4e1e1164574173087442f29e117db7cb11b84ce491b6918e522bc296e830a5",  # esp-secure-build test key: ecdsa256_secure_boot_signing_key3
+    "f7e436d7ef41fc0d3174a044179b4b62d93a2e59f83f330ad0fae40254dac145",  # esp-secure-build test key: ecdsa256_secure_boot_signing_key4
+    "3c16d01eda0650f69cd5ae58741d9aa6464884a4755451858643288d23782465",  # esp-secure-build test key: ecdsa256_secure_boot_signing_key_v2
+    "2e5fc0ca0f6481643869b9838da3de7fa36587360eda162020db7e7dc974de2c",  # esp-secure-build test key: ecdsa384_secure_boot_signing_key
+    "0c0ecfd821925f1a6d62e121deecea11336cc2227bce3f5311d94b843d98063c",  # esp-secure-build test key: ecdsa384_secure_boot_signing_key2
+    "aa93f1a8f564b604a10feee07f2de409e90e796b2ce72f87d67eddd0b7bbf11a",  # esp-secure-build test key: ecdsa384_secure_boot_signing_key3
+    "b0fc7831a2c893434619e4fbb935e4ec6af0f55a29389baf3d3a6fb786340b7b",  # esp-secure-build test key: ecdsa384_secure_boot_signing_key4
+    "b141dd34921a4d65a0670a2512fea79f5d18d8daed2605a4cea430ea14471e1c",  # esp-secure-build test key: rsa_secure_boot_signing_key
+    "62008576dca3c119afe2ce41be213a4b9c46f5ff08f0de60619bea495f9c92d3",  # esp-secure-build test key: rsa_secure_boot_signing_key2
+    "b7254097dc60eef06a96c5ca7405dbb91e4605a0e6cc3dc269357caf07f69ba5",  # esp-secure-build test key: rsa_secure_boot_signing_key3
+    "cfe2854f221cb4c91dc83b993163b3ff90bb7f57c2d7cc2f6b1dedb4255f1fc0",  # esp-secure-build test key: rsa_secure_boot_signing_key4
     "bb868a727f0ef75e890a6a52bccd1d936fb34438afd6f237e8af259865742446",  # mcuboot-cypress-test-ec-p256: mcuboot-cypress-test-ec-p256
     "e30466f6b8470c1f29070b17f1e2d3e94d445e3f608087fdc711e4382bb538b6",  # mcuboot-root-ec-p256: mcuboot-root-ec-p256
     "6bcd1e16d80e5fe13a5307e6f1de8344c7e50e537d9962ce35ef6db5e642fae8",  # mcuboot-root-ec-p384: mcuboot-root-ec-p384
