@@ -24,8 +24,6 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from intelhex import HexRecordError, IntelHex, IntelHexError
-
 from .chips import FLASH_MODES, FLASH_SIZES, Chip
 from .errors import EspSecureError
 from .fileio import read_bytes
@@ -68,6 +66,8 @@ def regions_from_file(address: int, path: PathLike) -> list[Region]:
     data = read_bytes(path, "input file")
     name = os.fspath(path)
     if data[:1] == b":":
+        from intelhex import HexRecordError, IntelHex, IntelHexError  # only Intel HEX inputs need it
+
         ih = IntelHex()
         try:
             ih.loadhex(io.StringIO(data.decode("ascii")))

@@ -414,3 +414,11 @@ def test_crt_bundle_checks_each_certificate(tmp_path: Path) -> None:
     proc = scons(folder, "ESP_CRT_BUNDLE_CHECK=0")
     assert proc.returncode == 0, proc.stderr
     assert len(crt_bundle.parse_bundle((folder / "bundle").read_bytes())) == 5
+
+
+def test_scons_horizon_default_is_the_core_default() -> None:
+    """The SCons layer keeps its own copy so that a build need not import the X.509 code."""
+    from esp_secure_build import certs
+    from esp_secure_build.scons import certs as scons_certs
+
+    assert scons_certs.DEFAULT_HORIZON_YEARS == certs.DEFAULT_HORIZON_YEARS

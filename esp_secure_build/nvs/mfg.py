@@ -20,12 +20,11 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import multiprocessing
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
 from ..fileio import PathLike, read_text, write_atomic
@@ -33,6 +32,9 @@ from .crypto import NvsKeys, random_hmac_key
 from .csvfile import CsvRow, csv_records
 from .generate import PRIMITIVES, TYPES, NvsBuilder
 from .layout import KEY_MAX_LEN
+
+if TYPE_CHECKING:
+    import multiprocessing.context
 
 _ENCODINGS = (*PRIMITIVES, "string", "binary", "hex2bin", "base64")
 
@@ -283,6 +285,9 @@ def _work(item: tuple[int, str, list[str]]) -> DeviceOutput | str:
 
 def _start_method_context() -> multiprocessing.context.BaseContext:
     """fork is fastest, but unsafe in a threaded process (SCons -j): use forkserver/spawn there."""
+    import multiprocessing  # here, not at the top: every SCons build imports this module
+    import threading
+
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")

@@ -63,11 +63,13 @@ import SCons.Errors
 import SCons.Node.FS
 import SCons.Util
 
-from .. import certs as certmod
-from .. import crt_bundle, embed
+# certs (cryptography's X.509), crt_bundle and embed are imported by the actions
+# that use them: every build imports this module, few build certificates.
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic, write_text_atomic
 from .common import core_action, env_bool, env_int, env_str
+
+DEFAULT_HORIZON_YEARS = 10.0  # certs.DEFAULT_HORIZON_YEARS; a test keeps them equal
 
 EMBED_VARS = ["ESP_EMBED_TEXT", "ESP_EMBED_NAME", "ESP_EMBED_INLINE"]
 CA_CERT_VARS = ["ESP_CERT_HORIZON", "ESP_CERT_KEEP_BUNDLE"]
@@ -89,7 +91,7 @@ def _real(node: Any) -> Any:
 
 
 def _horizon(env: Any) -> float:
-    text = env_str(env, "ESP_CERT_HORIZON", str(certmod.DEFAULT_HORIZON_YEARS))
+    text = env_str(env, "ESP_CERT_HORIZON", str(DEFAULT_HORIZON_YEARS))
     try:
         years = float(text)
     except ValueError:
@@ -103,6 +105,8 @@ def _horizon(env: Any) -> float:
 
 
 def _build_embed_asm(target: Any, source: Any, env: Any) -> None:
+    from .. import embed
+
     src = _real(source[0])
     name = env_str(env, "ESP_EMBED_NAME") or None
     asm = embed.embed_asm(
@@ -156,6 +160,8 @@ def embed_file(env: Any, target: Any = None, source: Any = None, name: str | Non
 
 
 def _build_ca_cert(target: Any, source: Any, env: Any) -> None:
+    from .. import certs as certmod
+
     src = _real(source[0])
     label = src.get_path()
     found = certmod.parse_certificates(read_bytes(src.get_abspath(), "certificate file"), label)
@@ -198,6 +204,8 @@ def read_cert_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _build_crt_bundle(target: Any, source: Any, env: Any) -> None:
+    from .. import crt_bundle
+
     max_certs = env_int(env, "ESP_CRT_BUNDLE_MAX_CERTS")
     if max_certs is not None and max_certs < 1:
         raise EspSecureError(f"ESP_CRT_BUNDLE_MAX_CERTS must be at least 1, not {max_certs}")
@@ -241,7 +249,7 @@ def generate(env: Any) -> None:
         ESP_EMBED_INLINE=False,
         ESP_EMBED_TEXT=False,
         ESP_EMBED_NAME="",
-        ESP_CERT_HORIZON=certmod.DEFAULT_HORIZON_YEARS,
+        ESP_CERT_HORIZON=DEFAULT_HORIZON_YEARS,
         ESP_CERT_KEEP_BUNDLE=False,
         ESP_CRT_BUNDLE_LEGACY=False,
         ESP_CRT_BUNDLE_CHECK=True,

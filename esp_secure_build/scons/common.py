@@ -10,6 +10,13 @@ import SCons.Errors
 
 from ..errors import EspSecureError
 
+# Core functions by name: an action refers to its function by this key rather than
+# by closure, because SCons computes a function action's signature at creation by
+# walking the function's code and every object it closes over (about a third of a
+# no-op build's time with the closure). The key names the function and the tool's
+# version, so a new version of the tool rebuilds what its actions made.
+_CORE_FUNCTIONS: dict[str, Callable[[Any, Any, Any], None]] = {}
+
 
 def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist: list[str]) -> SCons.Action.Action:
     """An Action running ``func(target, source, env)``.
@@ -18,10 +25,14 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
     so changing one rebuilds exactly the affected targets. A project error
     becomes a one-line SCons build error, never a Python traceback.
     """
+    from .. import __version__
 
-    def run(target: Any, source: Any, env: Any) -> int:
+    key = f"{func.__module__}.{func.__qualname__} {__version__}"
+    _CORE_FUNCTIONS[key] = func
+
+    def run(target: Any, source: Any, env: Any, _key: str = key) -> int:
         try:
-            func(target, source, env)
+            _CORE_FUNCTIONS[_key](target, source, env)
         except EspSecureError as exc:
             raise SCons.Errors.BuildError(node=target[0], errstr=str(exc), exitstatus=2) from None
         return 0

@@ -45,7 +45,8 @@ def esp_toolchain(env: Any, chip_name: str | None = None, verbose: bool | None =
         raise EspSecureError(
             f"{prefix}gcc not found on PATH; install it with: apt-get install {DEBIAN_PACKAGES[chip.arch]}"
         )
-    for tool in ("gcc", "gnulink", "gas", "ar"):
+    # "cc", not "gcc": SCons's gcc tool runs the host's gcc --version on every build.
+    for tool in ("cc", "gnulink", "gas", "ar"):
         env.Tool(tool)
     top = env.Dir("#").abspath
     common = ["-Os", "-g", "-ffreestanding", "-ffunction-sections", "-fdata-sections", f"-ffile-prefix-map={top}=."]
