@@ -393,3 +393,17 @@ def test_broken_build_directory_is_one_line(tmp_path: Path, damage, words: tuple
     project = copy_example(tmp_path)
     damage(project / "hello_world/build")
     refused(scons(project), *words)
+
+
+def test_nvs_hmac_keys_against_the_sdkconfig_scheme(tmp_path: Path) -> None:
+    """NvsKeys(..., ESP_NVS_HMAC_KEY=...) is HMAC-derived: refused for CONFIG_NVS_SEC_KEY_PROTECT_USING_FLASH_ENC,
+    built for CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC."""
+    project = copy_example(tmp_path)
+    (project / "hmac_key.bin").write_bytes(bytes(range(32, 64)))
+    sconstruct = project / "SConstruct"
+    sconstruct.write_text(sconstruct.read_text().replace('env.NvsKeys("keys/nvs_keys.bin")',
+                                                         'env.NvsKeys("keys/nvs_keys.bin", ESP_NVS_HMAC_KEY="hmac_key.bin")'))  # fmt: skip
+    refused(scons(project), "CONFIG_NVS_SEC_KEY_PROTECT_USING_FLASH_ENC", "ESP_NVS_HMAC_KEY")
+    edit_sdkconfig(project, NVS_SEC_KEY_PROTECT_USING_FLASH_ENC=False, NVS_SEC_KEY_PROTECT_USING_HMAC=True)
+    proc = scons(project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
