@@ -61,10 +61,10 @@ class Pio:
         shutil.copytree(REPO / "tests" / "platformio" / "platform", root / "tests" / "platformio" / "platform")
         self.release = self.project / ".pio" / "build" / ENV / "release"
 
-    def run(self, *args: str) -> subprocess.CompletedProcess:
+    def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, PLATFORMIO_CORE_DIR=str(self.core), PLATFORMIO_SETTING_ENABLE_TELEMETRY="no",
                    PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL="3650",
-                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # fmt: skip
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)  # fmt: skip
         cmd = [sys.executable, "-m", "platformio", "run", "-d", str(self.project), *args]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
 
@@ -83,6 +83,7 @@ EXTRA_ENVS = {
     # As the espidf framework leaves it: an sdkconfig whose bootloader has no Secure Boot.
     "idfnosb": ["extra_scripts = pre:sdkconfig_no_secure_boot.py", "    post:esp_secure.py"],
     "strayimage": ["extra_scripts = post:stray_image.py", "    post:esp_secure.py"],
+    "relink": [],
 }
 SCRIPTS = {
     "sdkconfig_no_secure_boot.py": """import json, os
@@ -164,6 +165,25 @@ def test_second_run_does_nothing(pio) -> None:  # type: ignore[no-untyped-def]
     assert {p: p.stat().st_mtime_ns for p in pio.release.rglob("*")} == before
 
 
+def test_descriptor_change_relinks_only_the_app(pio) -> None:  # type: ignore[no-untyped-def]
+    """The descriptor object, linked in from a post script, is a real dependency of the ELF."""
+    build = pio.project / ".pio" / "build" / "relink"
+
+    def build_at(epoch: str) -> str:
+        proc = pio.run("-e", "relink", "-t", "esp-release", SOURCE_DATE_EPOCH=epoch)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    build_at("1700000000")
+    first = run_oracle("esptool", "--chip", "esp32c3", "image-info", build / "release" / "app.bin").stdout
+    again = build_at("1800000000")
+    assert "ESP-APPDESC" in again and "Linking .pio/build/relink/firmware.elf" in again
+    assert not re.search(r"^(Compiling|Linking|Building) .*(src/main\.o|bootloader)", again, re.M), again
+    assert "ESP-SIGN .pio/build/relink/release/bootloader.bin" not in again
+    second = run_oracle("esptool", "--chip", "esp32c3", "image-info", build / "release" / "app.bin").stdout
+    assert "Compile time: Nov 14 2023" in first and "Compile time: Jan 15 2027" in second
+
+
 def test_list_targets(pio) -> None:  # type: ignore[no-untyped-def]
     proc = pio.run("-e", ENV, "--list-targets")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -206,3 +226,15 @@ def test_verify_release(pio) -> None:  # type: ignore[no-untyped-def]
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{pio.release}: VERIFIED" in proc.stdout, proc.stdout
     assert re.search(r"^otadata otadata +ok +selects app0 \(sequence 1\)", proc.stdout, re.M), proc.stdout
+
+
+def test_boot_app0_selects_ota_0() -> None:
+    """boot_app0.bin: otadata entry 0 with ota_seq 1 (ota_0) and ESP-IDF's CRC, everything else erased."""
+    import struct
+    import zlib
+
+    data = (REPO / "tests" / "platformio" / "platform" / "tools" / "partitions" / "boot_app0.bin").read_bytes()
+    seq, crc = struct.unpack_from("<I", data, 0)[0], struct.unpack_from("<I", data, 28)[0]
+    assert len(data) == 0x2000 and seq == 1
+    assert crc == zlib.crc32(struct.pack("<I", seq), 0xFFFFFFFF) == 0x4743989A
+    assert data[4:28] == b"\xff" * 24 and data[32:] == b"\xff" * (0x2000 - 32)
