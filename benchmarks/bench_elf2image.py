@@ -75,9 +75,8 @@ def main() -> None:
         if proc.returncode:
             sys.exit(f"building the sample for {chip} failed:\n{proc.stdout}{proc.stderr}")
         inputs += [(chip, project / f"build/{chip}/app.elf"), (chip, project / f"build/{chip}/bootloader.elf")]
-    vectors = REPO.parent / "shared/vectors/esptool/elf2image/esp32-app-template.elf"
-    if vectors.exists():
-        inputs.append(("esp32", vectors))
+    # A bigger app than the sample's: espflash's ESP32 blinky (tests/vectors/README.md).
+    inputs.append(("esp32", REPO / "tests/vectors/esptool/espflash/esp32_hal_blinky.elf"))
 
     # Our CLI from this checkout (not an installed copy); the reference as installed.
     ours_cli = [sys.executable, "-m", "esp_secure_build"]

@@ -1,4 +1,4 @@
-"""Every elf2image case of ../shared/vectors/cases.json, through our CLI."""
+"""Every elf2image case of tests/vectors/cases.json, through our CLI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Flash encryption against espsecure 5.6.0: the shared vectors, random inputs, bad input."""
+"""Flash encryption against espsecure 5.6.0: the reference vectors, random inputs, bad input."""
 
 from __future__ import annotations
 

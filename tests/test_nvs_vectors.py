@@ -1,4 +1,4 @@
-"""NVS against the shared vectors: partitions, keys, XTS, encrypt/decrypt, manufacturing runs."""
+"""NVS against the reference vectors: partitions, keys, XTS, encrypt/decrypt, manufacturing runs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every Secure Boot case of the shared vectors, through our CLI, checked as each case says.
+"""Every Secure Boot case of the reference vectors, through our CLI, checked as each case says.
 
 Kinds: digest_bootloader, sign_v1, verify, sign_v2, digest_sbv2_pubkey,
 digest_private_key, extract_pubkey. Randomised V2 signatures are checked by
