@@ -430,6 +430,24 @@ def _check_flash(v: _Verifier, flash: _Flash, expected: list[bytes], source: str
 
     _check_nvs(v, flash, parts, encrypted, SUBTYPE_NVS_KEYS)
 
+    def copies() -> str | tuple[str, str]:
+        """The plaintext files (the OTA app.bin, bootloader.bin, ...) hold what the chip reads."""
+        offsets = {i["region"]: int(i["offset"], 16) for i in manifest["flash"]}
+        names = []
+        for entry in manifest["files"]:
+            if entry.get("offset") is not None or entry.get("region") not in offsets:
+                continue
+            data = read_bytes(v.path(entry["file"]))
+            if flash.read(offsets[entry["region"]], len(data), encrypted)[: len(data)] != data:
+                raise EspSecureError(f"is not what the chip reads in region {entry['region']!r}", v.path(entry["file"]))
+            names.append(entry["file"])
+        if not names:
+            return SKIP, "no plaintext copies in the release"
+        return f"{', '.join(names)} equal what the chip reads"
+
+    if encrypted:
+        v.check("plaintext copies", copies)
+
 
 def _otadata_seq(data: bytes) -> int | None:
     """The highest valid OTA sequence number of the two otadata sectors (CRC-checked), None when there is none."""

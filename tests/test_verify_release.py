@@ -117,9 +117,21 @@ def test_clean_release_verifies(rel: Rel) -> None:
     assert report.passed, report.table()
     names = [c.name for c in report.checks]
     assert names == ["manifest", "factory .hex", "factory layout", "bootloader", "partition table", "app factory",
-                     "nvs keys nvs_keys", "nvs nvs"]  # fmt: skip
+                     "nvs keys nvs_keys", "nvs nvs", "plaintext copies"]  # fmt: skip
     assert all(c.status == "ok" for c in report.checks), report.table()
-    assert "1 namespace(s), 7 item(s)" in report.checks[-1].detail
+    assert "1 namespace(s), 7 item(s)" in report.checks[-2].detail
+    assert report.checks[-1].detail.startswith("app.bin, bootloader")
+
+
+def test_ota_app_differing_from_the_flashed_one_is_caught(rel: Rel) -> None:
+    """app.bin (what OTA ships) re-signed, and the manifest made to agree: the flashed app is another one."""
+    app = bytearray((rel.dir / "app.bin").read_bytes())
+    app[0x30] ^= 1
+    (rel.dir / "app.bin").write_bytes(bytes(app))
+    rel.rebless()
+    report = rel.verify()
+    assert {c.name for c in report.failures} == {"plaintext copies"}
+    assert "app.bin: is not what the chip reads in region 'factory'" in report.failures[0].detail
 
 
 def test_cli_table_and_exit_codes(sample: Path, tmp_path: Path) -> None:
@@ -158,7 +170,7 @@ def test_one_corrupt_byte_in_each_region_is_caught(rel: Rel) -> None:
     original = rel.factory.read_bytes()
     for check, address in _regions(rel).items():
         rel.flash_write(address, bytes([original[address] ^ 0x01]))
-        assert rel.failed() == {check.split(" (")[0]}, check
+        assert rel.failed() - {"plaintext copies"} == {check.split(" (")[0]}, check
         rel.flash_write(address, original[address : address + 1])
     assert rel.verify().passed
 
@@ -167,7 +179,7 @@ def test_manifest_hex_and_layout_catch_unblessed_changes(rel: Rel) -> None:
     factory = bytearray(rel.factory.read_bytes())
     factory[0x10000 + 0x40] ^= 1
     rel.factory.write_bytes(bytes(factory))
-    assert rel.failed() == {"manifest", "factory .hex", "factory layout", "app factory"}
+    assert rel.failed() == {"manifest", "factory .hex", "factory layout", "app factory", "plaintext copies"}
     hex_path = rel.dir / "factory-encrypted.hex"
     assert "differs from the .bin at 0x10040" in hex_matches_bin(hex_path.read_bytes(), bytes(factory))
     (rel.dir / "stray.bin").write_bytes(b"x")
@@ -192,7 +204,7 @@ def test_another_signing_key_is_caught(rel: Rel) -> None:
     else:
         forged = v2.sign(app[:-4096], [other], chip=rel.chip)
     rel.write_plain(0x10000, forged)
-    (rel.dir / "app.bin").write_bytes(forged)
+    (rel.dir / "app.bin").write_bytes(forged)  # what OTA would ship too
     rel.rebless()
     assert rel.failed() == {"app factory"}
 
@@ -214,13 +226,15 @@ def test_moved_partition_is_caught(rel: Rel) -> None:
 
 def test_otadata_must_be_erased(sample: Path, tmp_path: Path) -> None:
     rel = Rel(sample, "esp32c3", tmp_path)
-    # Turn nvs_keys into nothing the check knows and put an otadata partition where it was.
+    # An otadata partition added to the table (in flash and in partition-table.bin).
     from esp_secure_build.partition_table import DATA, SUBTYPE_OTA, Partition, parse_binary
 
     table = parse_binary(rel.read_plain(0x8000, 0xC00))
     table.partitions.append(Partition("otadata", DATA, SUBTYPE_OTA, 0x200000, 0x2000))
     rel.write_plain(0x8000, table.to_binary())
-    assert rel.verify().passed  # not written by the factory image: erased on a new chip
+    (rel.dir / "partition-table.bin").write_bytes(table.to_binary())
+    rel.rebless()
+    assert rel.verify().passed, rel.verify().table()  # not written by the factory image: erased on a new chip
     rel.manifest["flash"].append({"region": "otadata", "offset": "0x200000", "file": "ota.bin", "size": 0x2000})
     rel.manifest["files"].append({"file": "ota.bin", "role": "otadata"})
     (rel.dir / "ota.bin").write_bytes(fe.encrypt(b"\x00" + b"\xff" * 0x1FFF, rel.key, 0x200000, "xts"))
@@ -310,7 +324,7 @@ def test_efuse_summary_option(sample: Path, tmp_path: Path) -> None:
 def test_tampered_targets_are_rebuilt(sample: Path) -> None:
     rel = release_dir(sample, "esp32c3")
     before = (rel / "nvs.bin").read_bytes()
-    for name in ("encrypted/app.bin", "nvs.bin", "factory-encrypted.bin", "manifest.json"):
+    for name in ("encrypted/app.bin", "bootloader.bin", "nvs.bin", "factory-encrypted.bin", "manifest.json"):
         path = rel / name
         stat = path.stat()
         data = bytearray(path.read_bytes())
