@@ -84,6 +84,7 @@ EXTRA_ENVS = {
     "idfnosb": ["extra_scripts = pre:sdkconfig_no_secure_boot.py", "    post:esp_secure.py"],
     "strayimage": ["extra_scripts = post:stray_image.py", "    post:esp_secure.py"],
     "relink": [],
+    "asprescript": ["extra_scripts = pre:esp_secure.py"],
 }
 SCRIPTS = {
     "sdkconfig_no_secure_boot.py": """import json, os
@@ -205,6 +206,7 @@ def test_flash_release_runs_write_flash_in_the_release(pio) -> None:  # type: ig
     ("noverify", "custom_esp_bootloader_verifies_app = no"),
     ("idfnosb", "built without Secure Boot (CONFIG_SECURE_BOOT off)"),  # the sdkconfig wins over the option
     ("strayimage", "FLASH_EXTRA_IMAGES: "),
+    ("asprescript", "from a post: extra script"),
 ])  # fmt: skip
 def test_refused_configurations(pio, name, needle) -> None:  # type: ignore[no-untyped-def]
     """A bootloader nothing says checks the app, or an image at no known address: one line, no release."""

@@ -241,6 +241,7 @@ def _flash_command(env: Any, chip: str, secure: bool) -> str:
     uploader = env.subst("$UPLOADER")
     esptool = '"$PYTHONEXE" "$UPLOADER"' if os.path.basename(uploader).startswith("esptool") else '"$PYTHONEXE" -m esptool'
     before = env.BoardConfig().get("upload.before_reset", "default_reset")
+    # Underscored names: the platform's esptool.py (4.x) knows no other; esptool 5 still takes them.
     # ESP-IDF does not reset into a device that Secure Boot or flash encryption is about to lock.
     after = "no_reset" if secure else env.BoardConfig().get("upload.after_reset", "hard_reset")
     return (f'{esptool} --chip {chip} --port "$UPLOAD_PORT" --baud $UPLOAD_SPEED --before {before} --after {after} '
@@ -253,6 +254,8 @@ def esp_secure_release(env: Any) -> list[Any]:
     from ..partition_table import parse_csv
     from . import generate as esp_secure_tool
 
+    if "PIOMAINPROG" not in env:  # a pre: script runs before the platform declares the program and its images
+        _fail("call esp_secure_release from a post: extra script (extra_scripts = post:esp_secure.py)")
     opts = _Options(env)
     board = env.BoardConfig()
     try:
