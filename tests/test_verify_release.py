@@ -323,6 +323,9 @@ def test_efuse_summary_option(sample: Path, tmp_path: Path) -> None:
 
 def test_tampered_targets_are_rebuilt(sample: Path) -> None:
     rel = release_dir(sample, "esp32c3")
+    noop = scons(sample, "release")
+    assert steps(noop) == [] and "build/release verified (unchanged since its last verification)" in noop.stdout
+    assert (sample / "build/.release.verified").exists()  # the stamp lives beside the release, not in it
     before = (rel / "nvs.bin").read_bytes()
     for name in ("encrypted/app.bin", "bootloader.bin", "nvs.bin", "factory-encrypted.bin", "manifest.json"):
         path = rel / name

@@ -48,6 +48,9 @@ name. Release files changed since SCons built them (SCons itself only compares
 sources) are found when the SConstruct is read, by content, and built again;
 so are the images and ELFs they come from (by size and time, then content).
 ``scons -q`` leaves the verification out, so it still answers "up to date".
+When every file of the folder, the keys and the expected digests hash as they did at
+the last successful verification (recorded beside the folder in ``.<folder>.verified``),
+its verdict stands and nothing is decrypted again.
 
 Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 ``partition-table.bin``, NVS partitions, ``encrypted/`` (what the factory flashes),
@@ -323,7 +326,43 @@ def _verify_step(env: Any, folder: str, manifest: Any) -> Any:
     """An alias that runs verify-release on the folder after every build of it, no-op builds included."""
     alias = env.Alias(f"esp-verify-release:{env.Dir(folder).path}", manifest, env.Action(_verify, _verify_str))
     env.AlwaysBuild(alias)
+    env.Clean(alias, _stamp_path(env, env.Dir(folder).abspath))
     return alias
+
+
+def _stamp_path(env: Any, folder: str) -> str:
+    """Where the last successful verification of ``folder`` is recorded (beside it, never in it)."""
+    return os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}.verified")
+
+
+def _stamp(folder: str, flash_key: bytes | None, v1_key: bytes | None, digests: list[bytes]) -> str:
+    """SHA-256 over everything a verification reads: every file's path and content, the keys'
+    hashes, the expected digests and the checking code. Equal stamps, equal verdicts."""
+    import hashlib
+
+    from .. import __version__, manifest, release_check
+
+    h = hashlib.sha256(__version__.encode())
+    for module in (release_check, manifest):
+        st = os.stat(module.__file__ or "")
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                h.update(os.path.relpath(path, folder).encode() + b"\0" + hashlib.sha256(fh.read()).digest())
+    for value in (flash_key, v1_key, *digests):
+        h.update(b"\1" + hashlib.sha256(value).digest() if value is not None else b"\0")
+    return h.hexdigest()
+
+
+def _read_stamp(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
 
 
 def _verify_str(target: Any, source: Any, env: Any) -> None:
@@ -331,7 +370,7 @@ def _verify_str(target: Any, source: Any, env: Any) -> None:
 
 
 def _verify(target: Any, source: Any, env: Any) -> int:
-    from ..fileio import read_bytes
+    from ..fileio import read_bytes, write_text_atomic
     from ..release_check import verify_release
     from ..secure_boot.v1 import expand_hardware_key
     from .signing import expected_digests
@@ -343,14 +382,22 @@ def _verify(target: Any, source: Any, env: Any) -> int:
         flash_key = read_bytes(env.File(first_node(key)).abspath, "flash encryption key") if key else None
         v1_path = env_str(env, "ESP_V1_KEY_FILE")
         v1_key = expand_hardware_key(read_bytes(env.File(v1_path).abspath), v1_path) if v1_path else None
-        report = verify_release(folder, flash_key=flash_key, expect_digests=expected_digests(env), v1_key=v1_key)
+        digests = expected_digests(env)
+        stamp_path, stamp = _stamp_path(env, folder), _stamp(folder, flash_key, v1_key, digests)
+        if _read_stamp(stamp_path) == stamp:
+            print(f"esp-secure: release {os.path.relpath(folder)} verified (unchanged since its last verification)")
+            return 0
+        report = verify_release(folder, flash_key=flash_key, expect_digests=digests, v1_key=v1_key)
     except EspSecureError as exc:
         raise SCons.Errors.BuildError(errstr=f"verify-release {os.path.relpath(folder)}: {exc}", exitstatus=2) from None
+    if os.path.exists(stamp_path):
+        os.unlink(stamp_path)
     if not report.passed:
         bad = report.failures[0]
         raise SCons.Errors.BuildError(
             errstr=f"verify-release {os.path.relpath(folder)}: {bad.name}: {bad.detail} "
             f"(delete the file named and run the build again to rebuild it)", exitstatus=2)  # fmt: skip
+    write_text_atomic(stamp_path, stamp + "\n")
     skipped = [c.name for c in report.checks if c.status == "skipped"]
     print(f"esp-secure: release {os.path.relpath(folder)} verified ({len(report.checks)} checks"
           + (f"; skipped: {', '.join(skipped)}" if skipped else "") + ")")  # fmt: skip
