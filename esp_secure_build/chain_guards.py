@@ -203,21 +203,18 @@ def check_nvs(nvs_encrypted: bool, nvs_plain: bool, nvs_hmac: bool, sdkconfig: M
         )
 
 
-def check_partition_table_offset(release_offset: int, sdkconfig: Mapping[str, Any] | None, other: int | None = None,
-                                 other_name: str = "") -> None:  # fmt: skip
+def check_partition_table_offset(release_offset: int, sdkconfig: Mapping[str, Any] | None) -> None:
     """The bootloader reads the table at ``CONFIG_PARTITION_TABLE_OFFSET``; the release must put it there."""
     configured = sdkconfig.get("PARTITION_TABLE_OFFSET") if sdkconfig is not None else None
     if isinstance(configured, str):
-        configured = int(configured, 0)
+        try:
+            configured = int(configured, 0)
+        except ValueError:
+            raise EspSecureError(f"CONFIG_PARTITION_TABLE_OFFSET={configured!r} is not a number") from None
     if configured is not None and configured != release_offset:
         raise EspSecureError(
             f"ESP_PARTITION_TABLE_OFFSET={release_offset:#x} but the bootloader reads the partition table at "
             f"CONFIG_PARTITION_TABLE_OFFSET={configured:#x}; use {configured:#x} (or rebuild with the new offset)"
-        )
-    if other is not None and other != release_offset:
-        raise EspSecureError(
-            f"{other_name} puts the partition table at {other:#x} but ESP_PARTITION_TABLE_OFFSET is "
-            f"{release_offset:#x}; use one offset (the bootloader's CONFIG_PARTITION_TABLE_OFFSET)"
         )
 
 

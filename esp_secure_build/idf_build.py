@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .chain_guards import (
-    check_partition_table_offset,
     config_bool,
     config_secure_boot_version,
     config_signing_scheme,
@@ -151,10 +150,14 @@ def load_idf_build(build_dir: str) -> IdfBuild:
     if "offset" not in app_entry or "offset" not in table_entry:
         raise EspSecureError("has no 'app' or 'partition-table' entry with an offset", args_path)
     table_offset = _offset(table_entry["offset"], "partition-table", args_path)
-    try:
-        check_partition_table_offset(table_offset, sdkconfig)
-    except EspSecureError as exc:
-        raise EspSecureError(str(exc), args_path) from None
+    configured = sdkconfig.get("PARTITION_TABLE_OFFSET")
+    if configured is not None and _offset(configured, "CONFIG_PARTITION_TABLE_OFFSET", sdk_path) != table_offset:
+        raise EspSecureError(
+            f"puts the partition table at {table_offset:#x} but the bootloader reads it at "
+            f"CONFIG_PARTITION_TABLE_OFFSET={_offset(configured, '', sdk_path):#x}: the build directory is "
+            "inconsistent; run idf.py build again",
+            args_path,
+        )
     boot_offset = _offset(sdkconfig.get("BOOTLOADER_OFFSET_IN_FLASH", chip.bootloader_offset), "bootloader", sdk_path)
     if "bootloader" in flasher:
         boot_offset = _offset(flasher["bootloader"].get("offset"), "bootloader", args_path)
