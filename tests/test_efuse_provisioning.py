@@ -188,3 +188,118 @@ def test_summary_parsing() -> None:
     for bad in ("", "espefuse v5.6.0", "[1, 2]", '{"A": 3}'):
         with pytest.raises(EspSecureError, match="not an espefuse JSON summary"):
             parse_efuse_summary(bad, "s.json")
+
+
+# ---------------------------------------------------------------------------------------
+# The sample's three configurations, end to end.
+
+SAMPLES = {
+    "esp32c3": ("release", ()),
+    "esp32": ("release-esp32", ("ESP_CHIP=esp32",)),
+    "esp32c6": ("release-esp32c6", ("ESP_CHIP=esp32c6", "ESP_DEV_KEY_SCHEME=ecdsa256")),
+}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sconsutil import copy_sample, scons
+
+    project = copy_sample(tmp_path_factory.mktemp("provision"))
+    for _, args in SAMPLES.values():
+        proc = scons(project, "release", *args)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return project
+
+
+def _expectation(project: Path, chip: str) -> dict:
+    rel = project / "build" / SAMPLES[chip][0]
+    return dict(chip=chip, key_digests=[(rel / "secure_boot_key0_digest.bin").read_bytes()],
+                secure_boot_version=1 if chip == "esp32" else 2, flash_encryption=True,
+                xts_key_bits=None if chip == "esp32" else 256)  # fmt: skip
+
+
+@pytest.mark.parametrize("chip", list(SAMPLES))
+def test_sample_release_provisions_a_virtual_chip(sample: Path, tmp_path: Path, chip: str) -> None:
+    rel = sample / "build" / SAMPLES[chip][0]
+    script = rel / "provisioning/efuse-script.sh"
+    text = script.read_text()
+    assert os.access(script, os.X_OK) and str(sample) not in text  # relative to the release folder
+    readme = (rel / "provisioning/README.txt").read_text()
+    assert f"{chip}_flash_encryption_key.bin" in readme and "never shipped" in readme
+    assert not (rel / "secure_boot.txt").exists() and not (rel / "secret").exists()
+    flash_key = (sample / f"keys/{chip}_flash_encryption_key.bin").read_bytes()
+    expect = _expectation(sample, chip)
+
+    summary_file = tmp_path / "summary.json"
+    proc = run_script(script, tmp_path / "efuses.bin", sample / "keys", summary_file)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = parse_efuse_summary(summary_file.read_text(), str(summary_file))
+    assert check_efuse_summary(summary, **expect, flash_key=flash_key) == []
+    if chip == "esp32":  # V1: the key in BLOCK2 is read-protected, as the flash key in BLOCK1
+        assert "??" in summary["BLOCK2"]["value"] and summary["ABS_DONE_0"]["value"] is True
+    else:
+        assert summary["KEY_PURPOSE_1"]["value"] == "SECURE_BOOT_DIGEST0"
+        assert summary["BLOCK_KEY1"]["value"].replace(" ", "") == expect["key_digests"][0].hex()
+
+    # A chip provisioned with another release's keys (same script, other digest and flash key).
+    other_rel, other_keys = tmp_path / "other", tmp_path / "other-keys"
+    import shutil
+
+    shutil.copytree(rel, other_rel)
+    shutil.copytree(sample / "keys", other_keys)
+    (other_rel / "secure_boot_key0_digest.bin").write_bytes(os.urandom(32))
+    for name in (f"{chip}_flash_encryption_key.bin", "release-esp32-secure-bootloader-key-256.bin"):
+        if (other_keys / name).exists():
+            (other_keys / name).write_bytes(os.urandom(32))
+    other_summary = tmp_path / "other.json"
+    proc = run_script(other_rel / "provisioning/efuse-script.sh", tmp_path / "other.bin", other_keys, other_summary)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    problems = check_efuse_summary(parse_efuse_summary(other_summary.read_text()), **expect, flash_key=flash_key)
+    if chip == "esp32":
+        # Secure Boot V1 and ESP32 flash encryption keep both keys read-protected: no summary
+        # can tell them apart (the device's first boot does). Only the state is checked.
+        assert problems == []
+    else:
+        assert any("not a key digest of the release" in p for p in problems), problems
+    # The same chip against the wrong expectations.
+    assert check_efuse_summary(summary, **dict(expect, flash_encryption=False), flash_key=None)
+
+
+def _spellings(data: bytes) -> list[bytes]:
+    import base64
+
+    return [data, data.hex().encode(), data.hex().upper().encode(), base64.b64encode(data), base64.b64encode(data).rstrip(b"=")]
+
+
+def _secret_forms(key_file: Path) -> list[bytes]:
+    """Every spelling of a key file's secret: raw, hex, base64, PEM body lines, the private number."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    data = key_file.read_bytes()
+    forms = _spellings(data)
+    if b"-----BEGIN" in data:
+        body = [line for line in data.splitlines() if line and not line.startswith(b"-----")]
+        forms += [line for line in body if len(line) >= 40]  # every full PEM line
+        key = serialization.load_pem_private_key(data, None)
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        forms += _spellings(der)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            number = key.private_numbers().private_value
+        else:
+            assert isinstance(key, rsa.RSAPrivateKey)
+            number = key.private_numbers().d
+        forms += _spellings(number.to_bytes((number.bit_length() + 7) // 8, "big"))
+    return forms
+
+
+def test_no_secret_under_any_release_folder(sample: Path) -> None:
+    keys = sorted((sample / "keys").iterdir())
+    assert sample / "keys/release-esp32-secure-bootloader-key-256.bin" in keys  # the V1 eFuse key lives with the keys
+    released = [p for folder, _ in SAMPLES.values() for p in (sample / "build" / folder).rglob("*") if p.is_file()]
+    assert len(released) > 40
+    contents = {p: p.read_bytes() for p in released}
+    for key in keys:
+        for form in _secret_forms(key):
+            hits = [str(p.relative_to(sample)) for p, data in contents.items() if form in data]
+            assert not hits, f"{key.name} found in {hits}"

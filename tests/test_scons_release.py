@@ -60,8 +60,9 @@ def test_flash_encryption_key_change_reencrypts_only(c3: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert sorted(steps(proc)) == sorted(
         [f"ESP-ENCRYPT build/release/encrypted/{n}" for n in C3_LAYOUT]
-        + ["ESP-FACTORY build/release/factory-encrypted.bin", "ESP-MANIFEST build/release/manifest.json"]
-    )
+        + ["ESP-FACTORY build/release/factory-encrypted.bin", "ESP-MANIFEST build/release/manifest.json",
+           "ESP-PROVISION build/release/provisioning/efuse-script.sh"]  # names the key file
+    )  # fmt: skip
     ref = tmp_path / "app.enc"
     run_oracle("espsecure", "encrypt-flash-data", "--aes-xts", "--keyfile", other, "--address", "0x10000",
                "--output", ref, c3 / "build/release/app.bin")  # fmt: skip
@@ -92,8 +93,8 @@ def test_no_plaintext_key_in_cache_dir(tmp_path: Path) -> None:
     sconstruct = project / "SConstruct"
     sconstruct.write_text(sconstruct.read_text() + "\nCacheDir('cache')\n")
     assert scons(project, "release", "ESP_CHIP=esp32").returncode == 0
-    secrets = {p.read_bytes() for p in (project / "keys").iterdir()}
-    secrets.add((release_dir(project, "esp32") / "secret/secure-bootloader-key-256.bin").read_bytes())
+    secrets = {p.read_bytes() for p in (project / "keys").iterdir()}  # the V1 eFuse key included
+    assert (project / "keys/release-esp32-secure-bootloader-key-256.bin").exists()
     cached = [p for p in (project / "cache").rglob("*") if p.is_file()]
     assert cached, "the cache should hold the other build outputs"
     assert not [p for p in cached if p.read_bytes() in secrets]
@@ -188,7 +189,7 @@ def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None
     proc = scons(folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rel = folder / "rel"
-    assert not (rel / "encrypted").exists() and not (rel / "secure_boot.txt").exists()
+    assert not (rel / "encrypted").exists() and not (rel / "provisioning").exists()
     ref = tmp_path / "ref.bin"
     run_oracle("esptool", "--chip", "esp32", "merge-bin", "-o", ref, "0x1000", images / "bootloader.bin",
                "0x8000", rel / "partition-table.bin", "0x9000", rel / "nvs.bin", "0x10000", images / "hello-world-signed.bin")  # fmt: skip

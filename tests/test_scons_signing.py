@@ -40,9 +40,9 @@ def test_sample_v2_release_verified_by_espsecure(c3_release: tuple[Path, str], t
     digest = tmp_path / "digest.bin"
     run_oracle("espsecure", "digest-sbv2-public-key", "--keyfile", key, "-o", digest)
     assert (project / "build/release/secure_boot_key0_digest.bin").read_bytes() == digest.read_bytes()
-    summary = (project / "build/release/secure_boot.txt").read_text()
-    assert digest.read_bytes().hex() in summary
-    assert "espefuse --chip esp32c3 burn-key-digest BLOCK_KEY0 build/release/secure_boot_key0.pub.pem SECURE_BOOT_DIGEST0" in summary
+    script = (project / "build/release/provisioning/efuse-script.sh").read_text()
+    assert digest.read_bytes().hex() in script
+    assert 'efuse burn-key BLOCK_KEY1 "$RELEASE/secure_boot_key0_digest.bin" SECURE_BOOT_DIGEST0' in script
 
 
 def test_changing_the_key_resigns_only(c3_release: tuple[Path, str], tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_changing_the_key_resigns_only(c3_release: tuple[Path, str], tmp_path: P
     proc = scons(project, "release", f"ESP_SIGNING_KEYS={other}")
     assert proc.returncode == 0, proc.stderr
     assert sorted(steps(proc)) == sorted([
-        "ESP-PROVISION build/release/secure_boot.txt", "ESP-SIGN build/release/app.bin",
+        "ESP-PROVISION build/release/provisioning/efuse-script.sh", "ESP-SIGN build/release/app.bin",
         "ESP-SIGN build/release/bootloader.bin", "ESP-ENCRYPT build/release/encrypted/app.bin",
         "ESP-ENCRYPT build/release/encrypted/bootloader.bin", "ESP-FACTORY build/release/factory-encrypted.bin",
         "ESP-MANIFEST build/release/manifest.json",
@@ -95,16 +95,17 @@ def test_sample_ecdsa_and_v1(tmp_path: Path) -> None:
     run_oracle("espsecure", "verify-signature", "--version", "1", "--keyfile", key, rel / "app.bin")
     hw_key = tmp_path / "hw.bin"
     run_oracle("espsecure", "digest-private-key", "--keyfile", key, hw_key)
-    assert (rel / "secret/secure-bootloader-key-256.bin").read_bytes() == hw_key.read_bytes()
+    v1_key = project / "keys/release-esp32-secure-bootloader-key-256.bin"  # with the keys, not in the release
+    assert v1_key.read_bytes() == hw_key.read_bytes() and not (rel / "secret").exists()
     iv = tmp_path / "iv.bin"
     iv.write_bytes((rel / "bootloader-reflash-digest.bin").read_bytes()[:128])
     ref = tmp_path / "digest.bin"
     run_oracle("espsecure", "digest-secure-bootloader", "--keyfile", hw_key, "--iv", iv, "--output", ref, rel / "bootloader.bin")
     assert (rel / "bootloader-reflash-digest.bin").read_bytes() == ref.read_bytes()
-    summary = (rel / "secure_boot.txt").read_text()
-    assert "burn-key secure_boot_v1 build/release-esp32/secret/secure-bootloader-key-256.bin" in summary
-    assert "SECRET" in summary
-    assert oct((rel / "secret/secure-bootloader-key-256.bin").stat().st_mode & 0o777) == "0o600"
+    script = (rel / "provisioning/efuse-script.sh").read_text()
+    assert 'efuse burn-key secure_boot_v1 "$ESP_KEYS_DIR/release-esp32-secure-bootloader-key-256.bin"' in script
+    assert "release-esp32-secure-bootloader-key-256.bin" in (rel / "provisioning/README.txt").read_text()
+    assert oct(v1_key.stat().st_mode & 0o777) == "0o600"
 
 
 def _signing_project(folder: Path, keys_expr: str, extra: str = "", chip: str = "esp32c6") -> Path:

@@ -55,8 +55,9 @@ its verdict stands and nothing is decrypted again.
 Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 ``partition-table.bin``, NVS partitions, ``encrypted/`` (what the factory flashes),
 ``factory-encrypted.bin``/``.hex`` (or ``factory.bin``/``.hex`` without flash encryption),
-``flash_args``, ``flasher_args.json``, ``secure_boot.txt`` and key digests,
-``manifest.json``.
+``flash_args``, ``flasher_args.json``, ``provisioning/efuse-script.sh`` (ESP-IDF's
+release-mode eFuse sequence as espefuse commands) and ``provisioning/README.txt``, key
+digests, ``manifest.json``. Secrets (the V1 eFuse key) go to ``$ESP_KEYS_DIR``, never here.
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def esp_release(
         artifacts.append(digest)
         env["ESP_V1_KEY_FILE"] = digest[1].path
         boot_region, boot_flash = "secure-boot-v1-digest", digest[0]
-    if version:
-        artifacts.append(env.EspSecureBootKeys(path("secure_boot.txt")))
+    if version or env.get("ESP_FLASH_ENCRYPTION_KEY"):
+        # espefuse script + README; it names secrets by $ESP_KEYS_DIR and never copies them.
+        artifacts.append(env.EspProvisioning(path("provisioning/efuse-script.sh")))
 
     if table_is_binary:
         table = env.InstallAs(path("partition-table.bin"), partitions)
