@@ -321,8 +321,10 @@ def generate(env: Any) -> None:
         suffix=".bin",
     )
     env["BUILDERS"]["EspProvisioning"] = SCons.Builder.Builder(
-        action=core_action(_build_provisioning, "ESP_PROVISION_COMSTR",
-                           [*SIGN_VARS, "ESP_DEVELOPMENT_KEYS", "ESP_V1_KEY_FILE", "ESP_FLASH_ENCRYPTION_KEY"]),  # fmt: skip
+        action=core_action(
+            _build_provisioning, "ESP_PROVISION_COMSTR",
+            [*SIGN_VARS, "ESP_DEVELOPMENT_KEYS", "ESP_V1_KEY_FILE", "ESP_FLASH_ENCRYPTION_KEY"],
+        ),
         emitter=_provisioning_emitter,
         suffix=".sh",
     )
