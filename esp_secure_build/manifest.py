@@ -43,13 +43,10 @@ FILE_ROLES: tuple[tuple[str, str, bool], ...] = (
     ("factory.hex", "factory-image-hex", False),
     ("flash_args", "flash-args", False),
     ("flasher_args.json", "flasher-args", False),
-    ("secure_boot.txt", "provisioning-summary", False),
     ("secure_boot_key*.pub.pem", "secure-boot-public-key", False),
     ("secure_boot_key*_digest.bin", "secure-boot-key-digest", False),
     ("provisioning/efuse-script.sh", "efuse-script", False),
-    ("provisioning/README.txt", "provisioning-summary", False),
-    # Until the V1 eFuse key moves out of the release folder (issue 10 §4).
-    ("secret/*", "secret-secure-boot-v1-key", False),
+    ("provisioning/README.txt", "provisioning-readme", False),
 )
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from esp_secure_build.efuse import (
     PROFILES,
@@ -235,6 +236,9 @@ def test_sample_release_provisions_a_virtual_chip(sample: Path, tmp_path: Path, 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = parse_efuse_summary(summary_file.read_text(), str(summary_file))
     assert check_efuse_summary(summary, **expect, flash_key=flash_key) == []
+    key_file = sample / f"keys/{chip}_flash_encryption_key.bin"
+    proc = run_cli("verify-release", rel, "--efuse-summary", summary_file, "--flash-key", key_file)
+    assert proc.returncode == 0 and "efuse" in proc.stdout, proc.stdout + proc.stderr
     if chip == "esp32":  # V1: the key in BLOCK2 is read-protected, as the flash key in BLOCK1
         assert "??" in summary["BLOCK2"]["value"] and summary["ABS_DONE_0"]["value"] is True
     else:
@@ -255,12 +259,14 @@ def test_sample_release_provisions_a_virtual_chip(sample: Path, tmp_path: Path, 
     proc = run_script(other_rel / "provisioning/efuse-script.sh", tmp_path / "other.bin", other_keys, other_summary)
     assert proc.returncode == 0, proc.stderr[-3000:]
     problems = check_efuse_summary(parse_efuse_summary(other_summary.read_text()), **expect, flash_key=flash_key)
+    proc = run_cli("verify-release", rel, "--efuse-summary", other_summary, "--flash-key", key_file)
     if chip == "esp32":
         # Secure Boot V1 and ESP32 flash encryption keep both keys read-protected: no summary
         # can tell them apart (the device's first boot does). Only the state is checked.
-        assert problems == []
+        assert problems == [] and proc.returncode == 0
     else:
         assert any("not a key digest of the release" in p for p in problems), problems
+        assert proc.returncode == 1 and "not a key digest of the release" in proc.stdout + proc.stderr
     # The same chip against the wrong expectations.
     assert check_efuse_summary(summary, **dict(expect, flash_encryption=False), flash_key=None)
 

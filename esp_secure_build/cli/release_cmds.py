@@ -6,7 +6,6 @@ Exit status: 0 verified, 1 a check failed (the table names it), 2 bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..errors import EspSecureError
@@ -46,12 +45,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         v1_key = expand_hardware_key(read_bytes(args.v1_key, "V1 key file"), args.v1_key)
     summary = None
     if args.efuse_summary:
-        try:
-            summary = json.loads(read_text(args.efuse_summary, "eFuse summary"))
-        except json.JSONDecodeError as exc:
-            raise EspSecureError(f"not JSON ({exc.msg}, line {exc.lineno})", args.efuse_summary) from None
-        if not isinstance(summary, dict):
-            raise EspSecureError("not an espefuse summary (expected a JSON object)", args.efuse_summary)
+        from ..efuse import parse_efuse_summary
+
+        # The --file output, or espefuse's stdout redirected (its banner is skipped).
+        summary = parse_efuse_summary(read_text(args.efuse_summary, "eFuse summary"), args.efuse_summary)
     report = verify_release(args.release_dir, flash_key=flash_key, expect_digests=digests, v1_key=v1_key,
                             efuse_summary=summary, flash_key_path=args.flash_key)  # fmt: skip
     sys.stdout.write(report.table())
