@@ -53,6 +53,8 @@ from .errors import EspSecureError
 from .fileio import PathLike, read_bytes, write_atomic
 
 DEFAULT_HORIZON_YEARS = 10.0
+# A device's service life: anything longer is a typo (and past what a date can hold).
+MAX_HORIZON_YEARS = 100.0
 DEFAULT_PORT = 443
 DEFAULT_TIMEOUT = 10.0
 
@@ -259,8 +261,16 @@ def is_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def check_horizon(years: float, what: str = "horizon") -> float:
+    """A service-life horizon in years: 0 to MAX_HORIZON_YEARS."""
+    if not 0 <= years <= MAX_HORIZON_YEARS:  # also refuses NaN
+        raise EspSecureError(f"{what} of {years:g} years is out of range (0 to {MAX_HORIZON_YEARS:g})")
+    return years
+
+
 def horizon_date(now: datetime, years: float) -> datetime:
     """``now`` plus ``years`` (calendar years, then the fraction in days)."""
+    check_horizon(years)
     whole = int(years)
     try:
         date = now.replace(year=now.year + whole)

@@ -61,9 +61,9 @@ def read_elf(path: str | os.PathLike[str], data: bytes | None = None) -> ElfImag
     """Parse an ESP firmware ELF; any defect becomes an :class:`EspSecureError` naming the file."""
     path = os.fspath(path)
     if data is None:
-        from .fileio import read_bytes
+        from .fileio import MAX_ELF_SIZE, read_bytes
 
-        data = read_bytes(path, "ELF file")
+        data = read_bytes(path, "ELF file", MAX_ELF_SIZE)
     if len(data) < _EHDR.size or data[:4] != b"\x7fELF":
         raise EspSecureError("not an ELF file (bad magic or shorter than an ELF header)", path)
     if data[4] != 1:
@@ -127,9 +127,9 @@ def symbol_table(path: str | os.PathLike[str]) -> dict[str, int]:
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    from .fileio import read_bytes
+    from .fileio import MAX_ELF_SIZE, read_bytes
 
-    data = read_bytes(path, "ELF file")
+    data = read_bytes(path, "ELF file", MAX_ELF_SIZE)
     try:
         elf = ELFFile(io.BytesIO(data))
         table = elf.get_section_by_name(".symtab")

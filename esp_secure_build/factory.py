@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .chips import FLASH_MODES, FLASH_SIZES, Chip
+from .chips import FLASH_MODES, FLASH_SIZES, MAX_FLASH_SIZE, Chip
 from .errors import EspSecureError
 from .fileio import read_bytes
 
@@ -89,6 +89,22 @@ def _runs(addresses: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((addr, addr))
     return runs
+
+
+def check_bounds(regions: Iterable[Region], flash_size: int = MAX_FLASH_SIZE, target_offset: int = 0) -> None:
+    """Refuse data outside the flash: negative addresses or past ``flash_size``."""
+    if not 0 <= target_offset < flash_size:
+        raise EspSecureError(f"target offset {target_offset:#x} is outside the flash ({_flash_text(flash_size)})")
+    for r in regions:
+        if r.address < 0 or r.address + len(r.data) > flash_size:
+            raise EspSecureError(
+                f"data at {r.address:#x}..{r.address + len(r.data):#x} is outside the flash ({_flash_text(flash_size)})",
+                r.source,
+            )
+
+
+def _flash_text(size: int) -> str:
+    return f"{size // 1024 // 1024} MiB" if size >= 1024 * 1024 else f"{size // 1024} KiB"
 
 
 def check_overlap(regions: Iterable[Region]) -> None:
@@ -188,6 +204,8 @@ def merge_bin(
         raise EspSecureError(f"output format {fmt!r} is not supported (use raw or hex)")
     if not regions:
         raise EspSecureError("no input data")
+    check_bounds(regions, size_bytes(flash_size.removesuffix("-c1")) if flash_size != KEEP else MAX_FLASH_SIZE,
+                 target_offset)  # fmt: skip
     check_overlap(regions)
     ordered = sorted(regions, key=lambda r: r.address)
     if ordered[0].address < target_offset:

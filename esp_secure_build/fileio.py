@@ -1,43 +1,184 @@
-"""Reading inputs with project errors, and writing outputs atomically."""
+"""Reading inputs with project errors and bounds, and writing outputs atomically.
+
+Every input is opened without blocking and must be a regular file of bounded
+size, so a FIFO, ``/dev/zero`` or a directory gets one error line instead of a
+hang or an out-of-memory. The CLI also turns on :func:`guard_outputs`: from then
+on no write replaces a file this process has read (same inode or same resolved
+path, symlinks and hard links included) or a file that holds a key.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import zlib
 
+from .chips import MAX_FLASH_SIZE, MB
 from .errors import EspSecureError
 
 PathLike = str | os.PathLike[str]
 
+# Inputs of a release (images, partitions, data files) are at most MAX_FLASH_SIZE.
+# ELF files carry debug information the image does not: allow more.
+MAX_ELF_SIZE = 1024 * MB
+# Keys, signatures, digests, configs: small files.
+MAX_KEY_SIZE = 64 * 1024
 
-def read_bytes(path: PathLike, what: str = "file") -> bytes:
-    """Read a whole file, turning OS errors into one-line project errors."""
+_guarding = False
+_inputs: set[tuple[int, int]] = set()  # (st_dev, st_ino) of every file read
+_input_paths: set[str] = set()  # their resolved paths
+
+
+def guard_outputs(on: bool = True) -> None:
+    """From now on, refuse writes over this process's inputs and over key files (the CLI's rule)."""
+    global _guarding
+    _guarding = on
+    _inputs.clear()
+    _input_paths.clear()
+
+
+def _open_regular(path: PathLike, what: str, limit: int) -> tuple[int, os.stat_result]:
+    """An fd on a regular file no larger than ``limit``; O_NONBLOCK so a FIFO cannot hang us."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise EspSecureError(f"{what} not found", path) from None
     except IsADirectoryError:
         raise EspSecureError(f"{what} is a directory", path) from None
     except OSError as exc:
         raise EspSecureError(f"cannot read {what}: {exc.strerror}", path) from None
+    st = os.fstat(fd)
+    problem = None
+    if stat.S_ISDIR(st.st_mode):
+        problem = f"{what} is a directory"
+    elif not stat.S_ISREG(st.st_mode):
+        problem = f"{what} is not a regular file (a device, FIFO or socket)"
+    elif st.st_size > limit:
+        problem = f"{what} is too large ({st.st_size} bytes; at most {limit})"
+    if problem:
+        os.close(fd)
+        raise EspSecureError(problem, path)
+    return fd, st
 
 
-def read_text(path: PathLike, what: str = "file") -> str:
+def _note_input(path: PathLike, st: os.stat_result) -> None:
+    if _guarding:
+        _inputs.add((st.st_dev, st.st_ino))
+        _input_paths.add(os.path.realpath(path))
+
+
+def read_bytes(path: PathLike, what: str = "file", limit: int = MAX_FLASH_SIZE) -> bytes:
+    """Read a whole regular file of at most ``limit`` bytes, with one-line project errors."""
+    fd, st = _open_regular(path, what, limit)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise EspSecureError(f"cannot read {what}: {exc.strerror}", path) from None
+    if len(data) > limit:  # grew while we read it
+        raise EspSecureError(f"{what} is too large (more than {limit} bytes)", path)
+    _note_input(path, st)
+    return data
+
+
+def read_key_bytes(path: PathLike, what: str = "key file") -> bytes:
+    """Read a key file: a regular file of at most 64 KiB."""
+    return read_bytes(path, what, MAX_KEY_SIZE)
+
+
+def read_text(path: PathLike, what: str = "file", limit: int = MAX_FLASH_SIZE) -> str:
     """Read a UTF-8 text file (BOM tolerated) with project errors."""
-    data = read_bytes(path, what)
+    data = read_bytes(path, what, limit)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise EspSecureError(f"{what} is not UTF-8 text (byte {exc.start})", path) from None
 
 
-def write_atomic(path: PathLike, data: bytes, mode: int | None = None) -> None:
+def check_input(path: PathLike, what: str = "file", limit: int = MAX_FLASH_SIZE) -> None:
+    """Check (and record) an input that is read later by other means, e.g. streamed."""
+    fd, st = _open_regular(path, what, limit)
+    os.close(fd)
+    _note_input(path, st)
+
+
+def _holds_key(path: str, st: os.stat_result) -> str | None:
+    """What kind of key an existing file holds, judged from its contents and mode."""
+    if st.st_size > MAX_KEY_SIZE:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_KEY_SIZE)
+    except OSError:
+        return None
+    if b"PRIVATE KEY-----" in head:
+        return "a private key"
+    if len(head) == 4096 and head[68:] == b"\xff" * (4096 - 68) and int.from_bytes(head[64:68], "little") == (
+        zlib.crc32(head[:64], 0xFFFFFFFF)
+    ):
+        return "NVS keys"
+    # Raw symmetric keys (flash encryption, HMAC, Secure Boot V1) are written mode 0600.
+    if len(head) in (16, 24, 32, 64) and not st.st_mode & 0o077:
+        return "a key (mode 0600)"
+    return None
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when two paths name one file: same resolved path, or same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_inputs(output: PathLike, *inputs: PathLike | None) -> None:
+    """Refuse, before any work, an output that names one of the inputs (whatever the guard)."""
+    for path in inputs:
+        if path is not None and same_file(path, output):
+            raise EspSecureError(INPUT_MESSAGE, output)
+
+
+INPUT_MESSAGE = "is an input of this command: refusing to write over it (choose another output)"
+
+
+def check_output(path: PathLike, *, in_place: bool = False) -> None:
+    """Refuse an output that would replace an input of this process or a key (when guarding).
+
+    ``in_place``: replacing an input is the point (sign-data without --output); keys stay protected.
+    """
+    if not _guarding:
+        return
+    target = os.fspath(path)
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except OSError:
+        st = None
+    is_input = os.path.realpath(target) in _input_paths or (st is not None and (st.st_dev, st.st_ino) in _inputs)
+    if is_input and not in_place:
+        raise EspSecureError(INPUT_MESSAGE, path)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise EspSecureError("output is a directory", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise EspSecureError("output is not a regular file (a device, FIFO or socket)", path)
+    kind = _holds_key(target, st)
+    if kind:
+        raise EspSecureError(f"exists and holds {kind}: refusing to overwrite it (delete it first if you mean it)",
+                             path)  # fmt: skip
+
+
+def write_atomic(path: PathLike, data: bytes, mode: int | None = None, *, in_place: bool = False) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 
     A reader never sees a partial file, and a failure leaves no output behind.
     ``mode`` (e.g. 0o600 for key files) is applied before the data is written.
+    ``in_place`` allows replacing an input (sign-data without --output, as espsecure).
     """
+    check_output(path, in_place=in_place)
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
     # pathlib and tempfile would add milliseconds to every CLI start; os is enough.

@@ -30,6 +30,7 @@ PathLike = str | os.PathLike[str] | None
 
 MAX_TABLE_LENGTH = 0xC00  # bytes of entries + MD5 entry + 0xFF fill
 TABLE_SECTOR_SIZE = 0x1000  # flash the table occupies
+MAX_TABLE_INPUT = 1024 * 1024  # a CSV of at most 95 entries, comments included, is far smaller
 DEFAULT_TABLE_OFFSET = 0x8000
 MAGIC = b"\xaa\x50"
 MD5_MAGIC = b"\xeb\xeb" + b"\xff" * 14

@@ -53,21 +53,52 @@ def run_cli(
     cwd: str | os.PathLike[str] | None = None,
     env_extra: dict[str, str] | None = None,
     allow_published_key: bool = True,
+    timeout: float | None = None,
+    check: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run ``esp-secure`` as a separate process, as a user would (no terminal on stdin).
 
-    The vectors sign with published test keys (tests/vectors/), which a real release must
-    never use: ``sign-data`` gets ``--allow-published-key`` unless told otherwise.
+    The vectors sign and encrypt with published test keys (tests/vectors/, and constant
+    keys), which a real release must never use: every command that refuses them gets
+    ``--allow-published-key`` unless told otherwise.
     """
     argv = [str(a) for a in args]
-    command = next((a for a in argv if a in ("sign-data", "sign_data")), None)
-    if allow_published_key and command and "--allow-published-key" not in argv:
-        argv.insert(argv.index(command) + 1, "--allow-published-key")
+    if allow_published_key and "--allow-published-key" not in argv:
+        at = _override_position(argv)
+        if at is not None:
+            argv.insert(at, "--allow-published-key")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("ESP_SECURE_KEY_PASSPHRASE", None)
     env.update(env_extra or {})
     cmd = [sys.executable, "-m", "esp_secure_build", *argv]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                          timeout=timeout)  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"esp-secure failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr}")
+    return proc
+
+
+# Commands that take --allow-published-key, and those of ``nvs``/``mfg`` (``nvs mfg`` too).
+_KEY_COMMANDS = {"sign-data", "sign_data", "encrypt-flash-data", "encrypt_flash_data", "digest-secure-bootloader",
+                 "digest_secure_bootloader"}  # fmt: skip
+_NVS_KEY_SUBCOMMANDS = {"nvs": {"encrypt", "generate-key"}, "mfg": {"generate", "generate-key"}}
+
+
+def _override_position(argv: list[str]) -> int | None:
+    """Where --allow-published-key goes in a command line, or None when the command has no such option."""
+    words = [i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] not in ("-c", "--chip"))]
+    if not words:
+        return None
+    command = argv[words[0]]
+    if command in _KEY_COMMANDS:
+        return words[0] + 1
+    subs = [argv[i] for i in words[1:3]]
+    if command == "nvs" and subs[:1] == ["mfg"]:
+        command, words = "mfg", words[1:]
+        subs = subs[1:]
+    if command in _NVS_KEY_SUBCOMMANDS and subs and subs[0] in _NVS_KEY_SUBCOMMANDS[command]:
+        return words[1] + 1
+    return None
 
 
 @pytest.fixture

@@ -27,13 +27,12 @@ def _inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 # Inputs a command legitimately accepts: data to sign is any bytes, an empty CSV is an
-# empty table, an empty file merges to nothing and decrypts to nothing.
+# empty table, an empty file merges to nothing.
 ACCEPTS = {
     "sign-data --version 2 --keyfile " + str(SI / "rsa_secure_boot_signing_key.pem") + " -o {out} {in}":
         {"garbage", "text", "truncated", "pem-garbage"},
     "partition-table {in} {out}": {"empty"},
     "--chip esp32 merge-bin -o {out} 0x1000 {in} 0x1000 " + str(GOOD_IMAGE): {"empty"},
-    "nvs decrypt {in} " + str(VECTORS / "nvs/esp-idf/testdata/sample_encryption_keys.bin") + " {out}": {"empty"},
 }  # fmt: skip
 
 # (command line with {in} for the bad input and {out} for the output)

@@ -112,16 +112,52 @@ def _set_value(work: Path, line: int, column: str, value: str) -> None:
     (work / "values.csv").write_text("".join(lines))
 
 
-def test_mfg_bad_value_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keygen", [False, True], ids=["plain", "keygen"])
+def test_mfg_bad_value_writes_nothing(keygen: bool, tmp_path: Path) -> None:
+    """All or nothing: a bad value in row N leaves no file of rows 1..N-1 (keys included)."""
     work = _mfg_input(tmp_path)
     _set_value(work, 5, "hw_rev", "300")  # SN-A0004
     proc = run_cli("mfg", "generate", "config.csv", "values.csv", "dev", "0x3000", "--fileid", "serial_no",
-                   "--outdir", "out", cwd=work)  # fmt: skip
+                   "--outdir", "out", *(["--keygen"] if keygen else []), "-j", "1", cwd=work)  # fmt: skip
     assert_one_line_error(proc, "values.csv", "line 5:", "hw_rev", "out of range for u8")
-    written = sorted(p.name for p in (work / "out" / "bin").iterdir())
-    assert written == ["dev-SN-A0001.bin", "dev-SN-A0002.bin", "dev-SN-A0003.bin"]
-    assert sorted(p.name for p in (work / "out" / "csv").iterdir()) == [n[:-3] + "csv" for n in written]
-    assert not any(p.name.startswith(".") for p in (work / "out").rglob("*"))  # no temporary files left
+    assert not [p for p in (work / "out").rglob("*") if p.is_file()]  # no device file, no temporary file
+
+
+def test_mfg_extra_values_column_refused(tmp_path: Path) -> None:
+    """mfg_gen.py drops a column the config does not name; a device would miss that value."""
+    work = _mfg_input(tmp_path)
+    lines = (work / "values.csv").read_text().splitlines()
+    (work / "values.csv").write_text("\n".join([lines[0] + ",wifi_pass"] + [line + ",secret" for line in lines[1:]]))
+    proc = run_cli("mfg", "generate", "config.csv", "values.csv", "dev", "0x3000", "--fileid", "serial_no",
+                   "--outdir", "out", cwd=work)  # fmt: skip
+    assert_one_line_error(proc, "values.csv", "'wifi_pass'", "not a key of the config")
+    assert not (work / "out").exists()
+
+
+def test_mfg_fileid_column_may_be_extra(tmp_path: Path) -> None:
+    work = _mfg_input(tmp_path)
+    (work / "config.csv").write_text("device,namespace,\nmodel,data,string\n")
+    (work / "values.csv").write_text("serial_no,model\nSN-1,m1\nSN-2,m2\n")
+    proc = run_cli("mfg", "generate", "config.csv", "values.csv", "dev", "0x3000", "--fileid", "serial_no",
+                   "--outdir", "out", cwd=work)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (work / "out" / "bin").iterdir()) == ["dev-SN-1.bin", "dev-SN-2.bin"]
+
+
+def test_mfg_config_row_with_empty_fourth_column(tmp_path: Path) -> None:
+    """``app,namespace,,`` (a spreadsheet's trailing empty column) is the namespace line it means."""
+    work = _mfg_input(tmp_path)
+    (work / "config.csv").write_text((work / "config.csv").read_text().replace("device,namespace,\n", "device,namespace,,\n"))
+    (work / "ref").mkdir()
+    (work / "ref" / "config.csv").write_text((work / "config.csv").read_text().replace("device,namespace,,\n", "device,namespace,\n"))
+    args = ["values.csv", "dev", "0x3000", "--fileid", "serial_no"]
+    proc = run_cli("mfg", "generate", "config.csv", *args, "--outdir", "out", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    ref = run_cli("mfg", "generate", "ref/config.csv", *args, "--outdir", "out-ref", cwd=work)
+    assert ref.returncode == 0, ref.stderr
+    for sub in ("bin", "csv"):
+        for path in (work / "out" / sub).iterdir():
+            assert path.read_bytes() == (work / "out-ref" / sub / path.name).read_bytes()
 
 
 @pytest.mark.parametrize(

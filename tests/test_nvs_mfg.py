@@ -39,14 +39,14 @@ psk,data,string
 
 
 def _batch(tmp_path: Path, devices: int, seed: int, version: int = 2) -> Path:
-    """A config, a values CSV (with blank lines and an unused column) and per-device files."""
+    """A config, a values CSV (with blank lines) and per-device files."""
     rng = random.Random(seed)
     work = tmp_path / "in"
     (work / "files").mkdir(parents=True)
     (work / "config.csv").write_text(CONFIG)
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    keys = ["serial", "note", "model", "rev", "count", "offset", "small", "big", "mac", "token", "blob", "cert",
+    keys = ["serial", "model", "rev", "count", "offset", "small", "big", "mac", "token", "blob", "cert",
             "calib", "wide", "huge", "neg", "ssid", "psk"]  # fmt: skip
     out.writerow(keys)
     for n in range(devices):
@@ -55,7 +55,7 @@ def _batch(tmp_path: Path, devices: int, seed: int, version: int = 2) -> Path:
         (work / "files" / f"{serial}.pem").write_text("-----BEGIN X-----\n" + "A" * rng.randint(0, big // 3) + "\n")
         (work / "files" / f"{serial}.cal").write_bytes(rng.randbytes(rng.choice([0, 31, 1984, rng.randint(0, big)])))
         out.writerow([
-            serial, "unused, quoted", "Model \"X\", rev" if n == 0 else "", rng.randint(0, 255), rng.randint(0, 65535),
+            serial, "Model \"X\", rev" if n == 0 else "", rng.randint(0, 255), rng.randint(0, 65535),
             rng.randint(-(2**31), 2**31 - 1), rng.randint(-128, 127), rng.randint(0, 2**32 - 1),
             rng.randbytes(6).hex(), "dG9rZW4=", "abc,def", f"files/{serial}.pem", f"files/{serial}.cal",
             rng.randint(-32768, 32767), rng.randint(0, 2**64 - 1), rng.randint(-(2**63), 2**63 - 1),

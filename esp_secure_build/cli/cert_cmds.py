@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from .. import certs
@@ -15,14 +16,21 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    if not 0 <= value < math.inf:  # NaN and infinity too
+        raise argparse.ArgumentTypeError(f"{text!r} is negative or not finite")
+    return value
+
+
+def _horizon(text: str) -> float:
+    value = _positive_float(text)
+    if not value <= certs.MAX_HORIZON_YEARS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {certs.MAX_HORIZON_YEARS:g} years")
     return value
 
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     add_option(
-        parser, "--horizon-years", type=_positive_float, default=certs.DEFAULT_HORIZON_YEARS, metavar="YEARS",
+        parser, "--horizon-years", type=_horizon, default=certs.DEFAULT_HORIZON_YEARS, metavar="YEARS",
         help="warn when a certificate expires within this many years, the device's service life (default: 10)",
     )  # fmt: skip
 

@@ -42,3 +42,17 @@ def parse_size(text: str) -> int:
         return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size") from None
+
+
+def add_allow_published(parser: argparse.ArgumentParser) -> None:
+    """The override for keys everyone knows (published test keys, keys without entropy)."""
+    add_option(parser, "--allow-published-key", action="store_true",
+               help="allow a publicly known or constant test key (for tests only; refused by default)")  # fmt: skip
+
+
+def refuse_known_key(args: argparse.Namespace, kind: str, data: bytes, path: object) -> None:
+    """Refuse a secret key of ``kind`` that anyone can know, unless --allow-published-key."""
+    if not getattr(args, "allow_published_key", False):
+        from ..secure_boot.published_keys import refuse_weak_or_published
+
+        refuse_weak_or_published(kind, data, path)

@@ -8,13 +8,12 @@ the scheme and the key sizes follow that chip.
 from __future__ import annotations
 
 import argparse
-import os
 
 from .. import flash_encryption as fe
 from ..chips import get_chip
 from ..errors import EspSecureError
-from ..fileio import read_bytes, write_atomic
-from .common import add_option, parse_int
+from ..fileio import read_bytes, read_key_bytes, refuse_inputs, write_atomic
+from .common import add_allow_published, add_option, parse_int, refuse_known_key
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
@@ -39,6 +38,8 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         help="FLASH_CRYPT_CONF eFuse value, ESP32 only, ignored with XTS (default 0xF)",
     )  # fmt: skip
     add_option(parser, "-x", "--aes-xts", action="store_true", help="use XTS-AES (every chip except the ESP32)")
+    if not decrypting:  # decrypting with a known key harms nobody
+        add_allow_published(parser)
     parser.add_argument("input", metavar="ENCRYPTED-FILE" if decrypting else "PLAINTEXT-FILE", help="data to process")
 
 
@@ -59,13 +60,13 @@ def run(name: str, args: argparse.Namespace) -> int:
         if args.aes_xts and chip_scheme != fe.SCHEME_XTS:
             raise EspSecureError(f"{chip.title} does not use XTS-AES flash encryption; leave out --aes-xts")
         scheme = chip_scheme
-    for other, what in ((args.keyfile, "key file"), (args.input, "input file")):
-        if os.path.abspath(other) == os.path.abspath(args.output):
-            raise EspSecureError(f"the output is the {what}; write to another file", args.output)
+    refuse_inputs(args.output, args.keyfile, args.input)
 
-    key = read_bytes(args.keyfile, "key file")
+    key = read_key_bytes(args.keyfile, "key file")
     if chip is not None:
         fe.check_key_for_chip(key, chip, args.keyfile)
+    if name == "encrypt-flash-data":
+        refuse_known_key(args, "flash_encryption", key, args.keyfile)
     data = read_bytes(args.input, "input file")
     operation = fe.decrypt if name == "decrypt-flash-data" else fe.encrypt
     try:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..chips import CHIPS, FLASH_MODES, FLASH_SIZES, get_chip
+from ..chips import CHIPS, FLASH_MODES, FLASH_SIZES, MAX_FLASH_SIZE, MB, get_chip
 from ..errors import EspSecureError
 from .common import add_option, parse_int, parse_size
 
@@ -49,9 +49,12 @@ def _warn(message: str) -> None:
 def _esptool_size(text: str) -> int:
     # esptool accepts only "<n>KB" / "<n>MB" here; we also take plain numbers.
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except argparse.ArgumentTypeError:
         raise EspSecureError(f"--pad-to-size {text!r} is not a size (e.g. 64KB, 1MB)") from None
+    if not 0 < size <= MAX_FLASH_SIZE:  # esptool: "Unknown size 0"
+        raise EspSecureError(f"--pad-to-size {text!r} must be more than 0 and at most {MAX_FLASH_SIZE // MB}MB")
+    return size
 
 
 def _elf2image(args: argparse.Namespace) -> int:
@@ -93,4 +96,10 @@ def _image_info(args: argparse.Namespace) -> int:
 
     info = read_image(read_bytes(args.filename, "image"), args.filename)
     print(format_image_info(info, args.filename))
-    return 0 if info.checksum_valid and info.digest_valid is not False else 1
+    # Exit 1 (not 2: the file is an image, read fine) when its checksum or hash is wrong,
+    # said on stderr too so a script that keeps only stderr sees it.
+    bad = [name for name, ok in (("checksum", info.checksum_valid), ("SHA-256 hash", info.digest_valid)) if ok is False]
+    if bad:
+        print(f"esp-secure image-info: {args.filename}: INVALID image ({' and '.join(bad)} do not match)", file=sys.stderr)
+        return 1
+    return 0

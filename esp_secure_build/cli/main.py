@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
-from .. import __version__
+from .. import __version__, fileio
 from ..errors import EspSecureError
 
 # command -> (module under esp_secure_build.cli, one-line help)
@@ -53,12 +54,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 ALIASES: dict[str, str] = {name.replace("-", "_"): name for name in COMMANDS if "-" in name}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other error) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    width = max(map(len, COMMANDS)) + 2  # the longest name still gets two spaces
+    parser = _Parser(
         prog="esp-secure",
         description="Secure ESP32-family release artifacts (images, signatures, encryption, NVS).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<28}{text}" for name, (_, text) in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {name:<{width}}{text}" for name, (_, text) in COMMANDS.items()),
     )
     parser.add_argument("-c", "--chip", default="auto", help="target chip, as esptool's --chip (default: auto)")
     parser.add_argument("--version", action="version", version=f"esp-secure {__version__}")
@@ -81,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {global_args.command!r}")
     module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
-    parser = argparse.ArgumentParser(prog=f"esp-secure {name}", description=COMMANDS[name][1])
+    parser = _Parser(prog=f"esp-secure {name}", description=COMMANDS[name][1])
     module.configure(name, parser)
     args = parser.parse_args(argv[index + 1 :])
     args.chip = global_args.chip
+    # No command writes over one of its inputs or over a key file (see fileio.guard_outputs).
+    fileio.guard_outputs()
     try:
         return int(module.run(name, args) or 0)
     except EspSecureError as exc:

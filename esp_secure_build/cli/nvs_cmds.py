@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from ..errors import EspSecureError
-from ..fileio import read_bytes, write_atomic
+from ..fileio import check_output, read_bytes, write_atomic
 from ..nvs.generate import generate_partition, load_hmac_key, load_keys, parse_size
 from ..nvs.layout import MIN_RW_SIZE
-from .common import add_option
+from .common import add_allow_published, add_option, refuse_known_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (CLI start-up)
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ def _hmac_options(p: argparse.ArgumentParser) -> None:
     )
     add_option(p, "--kp-hmac-keyfile", dest="kp_hmac_keyfile", help="name of the generated HMAC key file")
     add_option(p, "--kp-hmac-inputkey", dest="kp_hmac_inputkey", help="file with the 32-byte HMAC key")  # fmt: skip
+    add_allow_published(p)
 
 
 def _nvs_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -166,15 +167,33 @@ def _make_keys(args: argparse.Namespace) -> tuple[NvsKeys, bytes | None]:
     if args.kp_hmac_keygen:
         hmac_key = random_hmac_key()
         return NvsKeys.from_hmac_key(hmac_key), hmac_key
-    return NvsKeys.from_hmac_key(load_hmac_key(args.kp_hmac_inputkey)), None
+    return NvsKeys.from_hmac_key(_input_hmac_key(args)), None
 
 
-def _write_keys(args: argparse.Namespace, keys: NvsKeys, hmac_key: bytes | None) -> Path:
+def _input_hmac_key(args: argparse.Namespace) -> bytes:
+    key = load_hmac_key(args.kp_hmac_inputkey)
+    refuse_known_key(args, "nvs_hmac", key, args.kp_hmac_inputkey)
+    return key
+
+
+def _input_keys(args: argparse.Namespace) -> NvsKeys:
+    keys = load_keys(args.inputkey)
+    refuse_known_key(args, "nvs_keys", keys.eky + keys.tky, args.inputkey)
+    return keys
+
+
+def _write_keys(args: argparse.Namespace, keys: NvsKeys, hmac_key: bytes | None, output: Path | None = None) -> Path:
+    """Write the new keys file (and HMAC key); ``output``, the partition still to write, must differ."""
     keyfile = args.keyfile or datetime.datetime.now().strftime("keys-%m-%d_%H-%M.bin")
     key_path = _new_key_path(args.outdir, keyfile)
     head, tail = os.path.split(keyfile)
     hmac_name = args.kp_hmac_keyfile or os.path.join(head, "hmac-" + tail)
     hmac_path = _new_key_path(args.outdir, hmac_name) if hmac_key else None
+    planned = [p for p in (hmac_path, key_path, output) if p is not None]
+    for i, path in enumerate(planned):
+        if any(os.path.abspath(path) == os.path.abspath(other) for other in planned[:i]):
+            raise EspSecureError("two outputs of this command would be the same file", path)
+        check_output(path)
     if hmac_path is not None and hmac_key is not None:
         write_atomic(hmac_path, hmac_key, mode=0o600)
         print(f"Created HMAC key: ===> {hmac_path}")
@@ -202,13 +221,14 @@ def _generate(args: argparse.Namespace, encrypt: bool) -> None:
                 )
             if args.keyfile:
                 print("warning: --inputkey given, --keyfile ignored", file=sys.stderr)
-            keys = load_keys(args.inputkey)
+            keys = _input_keys(args)
         else:
             keys, hmac_key = _make_keys(args)
     data = generate_partition(args.input, size, args.version, keys)
     output = _target(args.outdir, args.output)
+    check_output(output)  # before any key file is written
     if encrypt and args.keygen and keys is not None:
-        _write_keys(args, keys, hmac_key)
+        _write_keys(args, keys, hmac_key, output)
     write_atomic(output, data)
     if size < MIN_RW_SIZE:
         print(_RO_WARNING, file=sys.stderr)
@@ -241,13 +261,13 @@ def _mfg_generate(args: argparse.Namespace) -> None:
     if args.inputkey:
         if args.key_protect_hmac or args.kp_hmac_keygen or args.kp_hmac_inputkey or args.kp_hmac_keyfile:
             raise EspSecureError("--inputkey gives the keys: the --key_protect_hmac/--kp_hmac_* options do not apply")
-        encryption = MfgEncryption(keys=load_keys(args.inputkey))
+        encryption = MfgEncryption(keys=_input_keys(args))
     elif args.keygen:
         _check_hmac_options(args)
         if args.kp_hmac_keyfile:
             # mfg_gen.py would write every device's HMAC key to this one file, keeping only the last.
             raise EspSecureError("--kp_hmac_keyfile would name one file for every device's HMAC key; leave it out")
-        hmac_key = load_hmac_key(args.kp_hmac_inputkey) if args.key_protect_hmac and args.kp_hmac_inputkey else None
+        hmac_key = _input_hmac_key(args) if args.key_protect_hmac and args.kp_hmac_inputkey else None
         encryption = MfgEncryption(hmac_key=hmac_key, hmac_keygen=bool(args.key_protect_hmac and args.kp_hmac_keygen))
     elif args.key_protect_hmac or args.kp_hmac_keygen or args.kp_hmac_inputkey or args.kp_hmac_keyfile:
         # mfg_gen.py silently writes plain partitions in this case.

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .. import partition_table as pt
+from ..chips import MAX_FLASH_SIZE
 from ..errors import EspSecureError
 from ..fileio import read_bytes, write_atomic
 
@@ -54,7 +55,14 @@ def _offset(text: str | None, option: str) -> int | None:
 def run(name: str, args: argparse.Namespace) -> int:
     offset = _offset(args.offset, "--offset")
     assert offset is not None
-    data = sys.stdin.buffer.read() if args.input == "-" else read_bytes(args.input, "partition table")
+    if not 0 <= offset <= MAX_FLASH_SIZE - pt.TABLE_SECTOR_SIZE:
+        raise EspSecureError(f"--offset {offset:#x} is outside the flash ({MAX_FLASH_SIZE // 1024 // 1024} MiB)")
+    if args.input == "-":
+        data = sys.stdin.buffer.read(pt.MAX_TABLE_INPUT + 1)
+        if len(data) > pt.MAX_TABLE_INPUT:
+            raise EspSecureError(f"partition table on stdin is larger than {pt.MAX_TABLE_INPUT} bytes")
+    else:
+        data = read_bytes(args.input, "partition table", pt.MAX_TABLE_INPUT)
     source = "<stdin>" if args.input == "-" else args.input
     primary = _offset(args.primary_bootloader_offset, "--primary-bootloader-offset")
     pt.check_bootloader_offset(offset, primary)
@@ -68,8 +76,8 @@ def run(name: str, args: argparse.Namespace) -> int:
         recovery_bootloader_offset=_offset(args.recovery_bootloader_offset, "--recovery-bootloader-offset"),
     )
     warnings = [] if args.no_verify else pt.verify(table, source, secure=args.secure)
-    if args.flash_size:
-        pt.verify_size_fits(table, pt.flash_size_bytes(args.flash_size), source)
+    # Without --flash-size, no table may reach past the largest flash of any chip.
+    pt.verify_size_fits(table, pt.flash_size_bytes(args.flash_size) if args.flash_size else MAX_FLASH_SIZE, source)
     output = table.to_csv().encode() if was_binary else table.to_binary(source)
 
     if args.output == "-":

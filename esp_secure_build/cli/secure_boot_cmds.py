@@ -15,8 +15,8 @@ import sys
 
 from ..chips import Chip, get_chip
 from ..errors import EspSecureError
-from ..fileio import read_bytes, write_atomic
-from .common import add_option
+from ..fileio import read_bytes, read_key_bytes, refuse_inputs, write_atomic
+from .common import add_allow_published, add_option, refuse_known_key
 
 SCHEME_CHOICES = ("rsa3072", "ecdsa192", "ecdsa256", "ecdsa384")
 
@@ -39,8 +39,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         add_option(parser, "--signer-command", metavar="CMD",
                    help="external signer: run CMD to sign each digest (needs --pub-key)")  # fmt: skip
         add_option(parser, "--skip-padding", action="store_true", help="do not pad the data to 4096 bytes (V2)")
-        add_option(parser, "--allow-published-key", action="store_true",
-                   help="allow a publicly known test/example key (for tests only; refused by default)")  # fmt: skip
+        add_allow_published(parser)
         parser.add_argument("datafile", help="file to sign")
     elif name == "verify-signature":
         add_option(parser, "--version", "-v", choices=("1", "2"), required=True, help="Secure Boot version")
@@ -58,6 +57,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         add_option(parser, "--keyfile", "-k", required=True, help="256-bit secure boot key (raw)")
         add_option(parser, "--output", "-o", help="output file (default: IMAGE-digest-0x0000.bin)")
         add_option(parser, "--iv", help="128-byte IV file, for testing only (default: random)")
+        add_allow_published(parser)
         parser.add_argument("image", help="bootloader image")
     elif name == "generate-signing-key":
         add_option(parser, "--version", "-v", choices=("1", "2"), default="1", help="Secure Boot version")
@@ -95,19 +95,6 @@ def run(name: str, args: argparse.Namespace) -> int:
     return handler(args, chip)
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _check_not_input(output: str, *inputs: str | None) -> None:
-    for path in inputs:
-        if path is not None and _same_file(path, output):
-            raise EspSecureError(f"the output would overwrite the input {path}", output)
-
-
 def _hsm_signer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from ..secure_boot.signers import Pkcs11Signer
 
@@ -122,9 +109,9 @@ def _sign_data(args: argparse.Namespace, chip: Chip | None) -> int:
 
     version = int(args.version)
     output = args.output or args.datafile
-    _check_not_input(output, *args.keyfile, *args.pub_key, *args.signature)
+    refuse_inputs(output, *args.keyfile, *args.pub_key, *args.signature)
     if args.output:
-        _check_not_input(output, args.datafile)
+        refuse_inputs(output, args.datafile)
     sources = sum(bool(x) for x in (args.keyfile, args.hsm, args.signature, args.signer_command))
     if sources != 1:
         raise EspSecureError("give exactly one of --keyfile, --hsm, --pub-key/--signature or --signer-command")
@@ -164,13 +151,13 @@ def _sign_data(args: argparse.Namespace, chip: Chip | None) -> int:
         if chip is not None and not chip.secure_boot_v1:
             raise EspSecureError(f"{chip.title} has no Secure Boot V1 (it is ESP32 only); use --version 2")
         signed = v1.sign(data, chosen[0])
-        write_atomic(output, signed)
+        write_atomic(output, signed, in_place=not args.output)
         print(f'Signed {len(data)} bytes of data from "{args.datafile}" (Secure Boot V1) to "{output}".')
         return 0
 
     signed = v2.sign(data, chosen, append=args.append_signatures, skip_padding=args.skip_padding, chip=chip,
                      path=args.datafile)  # fmt: skip
-    write_atomic(output, signed)
+    write_atomic(output, signed, in_place=not args.output)
     blocks = v2.leading_blocks(signed[-v2.SECTOR_SIZE :])
     print(
         f'Signed {len(signed) - v2.SECTOR_SIZE} bytes of data from "{args.datafile}" to "{output}". '
@@ -190,7 +177,7 @@ def _parse_expected(text: str) -> bytes:
         except ValueError:
             pass
     if os.path.exists(text):
-        data = read_bytes(text, "digest file")
+        data = read_key_bytes(text, "digest file")
         if len(data) in (16, 32):
             return data
         raise EspSecureError(f"digest file holds {len(data)} bytes; expected 32 (or 16)", text)
@@ -258,12 +245,14 @@ def _digest_bootloader(args: argparse.Namespace, chip: Chip | None) -> int:
     if chip is not None and not chip.secure_boot_v1:
         raise EspSecureError(f"{chip.title} has no Secure Boot V1 bootloader digest (ESP32 only)")
     output = args.output or os.path.splitext(args.image)[0] + "-digest-0x0000.bin"
-    _check_not_input(output, args.keyfile, args.image, args.iv)
-    key = v1.expand_hardware_key(read_bytes(args.keyfile, "key file"), args.keyfile)
+    refuse_inputs(output, args.keyfile, args.image, args.iv)
+    raw_key = read_key_bytes(args.keyfile, "key file")
+    key = v1.expand_hardware_key(raw_key, args.keyfile)
+    refuse_known_key(args, "secure_boot_v1", raw_key, args.keyfile)
     image = read_bytes(args.image, "bootloader image")
     iv = None
     if args.iv:
-        iv = read_bytes(args.iv, "IV file")
+        iv = read_key_bytes(args.iv, "IV file")
         print("Warning: --iv is for testing only; never flash a digest made with a fixed IV.", file=sys.stderr)
         if len(iv) != v1.IV_LEN:
             print(f"Warning: the IV file holds {len(iv)} bytes, the ROM expects {v1.IV_LEN}.", file=sys.stderr)
@@ -286,7 +275,7 @@ def _generate_key(args: argparse.Namespace, chip: Chip | None) -> int:
 def _extract_public_key(args: argparse.Namespace, chip: Chip | None) -> int:
     from ..secure_boot import keys
 
-    _check_not_input(args.public_keyfile, args.keyfile)
+    refuse_inputs(args.public_keyfile, args.keyfile)
     key = keys.load_private_key(args.keyfile)
     if int(args.version) == 1:
         keys.check_scheme(keys.scheme_of(key, args.keyfile), 1, chip, args.keyfile)
@@ -301,7 +290,7 @@ def _extract_public_key(args: argparse.Namespace, chip: Chip | None) -> int:
 def _digest_sbv2(args: argparse.Namespace, chip: Chip | None) -> int:
     from ..secure_boot import keys
 
-    _check_not_input(args.output, args.keyfile)
+    refuse_inputs(args.output, args.keyfile)
     pub = keys.load_public_key(args.keyfile)
     if chip is not None:
         keys.check_scheme(keys.scheme_of(pub, args.keyfile), 2, chip, args.keyfile)
@@ -314,7 +303,7 @@ def _digest_sbv2(args: argparse.Namespace, chip: Chip | None) -> int:
 def _digest_private_key(args: argparse.Namespace, chip: Chip | None) -> int:
     from ..secure_boot import keys
 
-    _check_not_input(args.digest_file, args.keyfile)
+    refuse_inputs(args.digest_file, args.keyfile)
     key = keys.load_private_key(args.keyfile)
     digest = keys.digest_private_key(key, args.keylen)
     write_atomic(args.digest_file, digest, mode=0o600)  # it is secret key material

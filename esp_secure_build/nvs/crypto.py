@@ -123,6 +123,8 @@ def xts_entry(keys: NvsKeys, tweak: bytes, data: bytes, decrypt: bool = False) -
 
 
 def _slots(data: bytes, path: str | None) -> None:
+    if not data:
+        raise EspSecureError("not an NVS partition: the file is empty", path)
     if len(data) % PAGE_SIZE:
         raise EspSecureError(f"not an NVS partition: {len(data)} bytes is not a multiple of 4096", path)
 

@@ -15,8 +15,9 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from ..chips import MAX_FLASH_SIZE, MB
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_bytes
+from ..fileio import PathLike, read_bytes, read_key_bytes
 from .csvfile import CsvRow, read_nvs_csv
 from .layout import (
     KEY_MAX_LEN,
@@ -52,6 +53,8 @@ def parse_size(text: str | int, what: str = "partition size") -> int:
         raise EspSecureError(f"{what} {text!r} is not a number") from None
     if size < 4096 or size % 4096:
         raise EspSecureError(f"{what} {size:#x} must be a non-zero multiple of 4096 (0x1000)")
+    if size > MAX_FLASH_SIZE:
+        raise EspSecureError(f"{what} {size:#x} is larger than any flash ({MAX_FLASH_SIZE // MB} MiB)")
     return size
 
 
@@ -192,10 +195,9 @@ class NvsBuilder:
         if self.base_dir is not None and not path.is_absolute():
             path = self.base_dir / path
         try:
-            return path.read_bytes()
-        except OSError as exc:
-            reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror or "cannot read"
-            raise row.error(f"key {key!r}: file {name!r}: {reason}") from None
+            return read_bytes(path, "file")
+        except EspSecureError as exc:
+            raise row.error(f"key {key!r}: file {name!r}: {exc.message.removeprefix('file ')}") from None
 
     @staticmethod
     def _integer(row: CsvRow, key: str, value: str | bytes, encoding: str) -> int:
@@ -282,12 +284,12 @@ def load_keys(path: PathLike) -> NvsKeys:
     """Keys from an NVS keys partition file (or 64 raw key bytes)."""
     from .crypto import NvsKeys
 
-    return NvsKeys.from_partition(read_bytes(path, "NVS keys file"), str(path))
+    return NvsKeys.from_partition(read_key_bytes(path, "NVS keys file"), str(path))
 
 
 def load_hmac_key(path: PathLike) -> bytes:
     """A 32-byte eFuse HMAC key file."""
-    data = read_bytes(path, "HMAC key file")
+    data = read_key_bytes(path, "HMAC key file")
     if len(data) != 32:
         raise EspSecureError(f"HMAC key file must hold 32 bytes (an eFuse HMAC key), not {len(data)}", path)
     return data

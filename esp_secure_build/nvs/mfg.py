@@ -11,8 +11,7 @@ devices (beyond the set of file ids, to refuse duplicates): a first pass checks
 its structure, the file ids and that no output exists yet, for every device,
 before anything is written; the second builds devices in worker processes in
 bounded batches while the main process writes them in row order. A bad value
-stops the run with every earlier device complete and nothing written for that
-device or any later one.
+stops the run and removes every file the run wrote: all devices or none.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_text, write_atomic
+from ..fileio import PathLike, check_input, read_text, write_atomic
 from .crypto import NvsKeys, random_hmac_key
 from .csvfile import CsvRow, csv_records
 from .generate import PRIMITIVES, TYPES, NvsBuilder
@@ -123,6 +122,8 @@ def read_mfg_config(path: PathLike) -> MfgConfig:
         repeat = "REPEAT" in fields
         if repeat:
             fields.remove("REPEAT")
+        while len(fields) > 3 and not fields[-1].strip():
+            fields.pop()  # trailing empty columns, e.g. "app,namespace,," from a spreadsheet
         if len(fields) != 3:
             raise EspSecureError(f"line {line}: expected key,type,encoding (optionally ,REPEAT)", name)
         key, kind, encoding = fields
@@ -197,6 +198,7 @@ def build_device(
 
 
 def _open_values(path: PathLike) -> Iterator[str]:
+    check_input(path, "values file")  # a regular file of bounded size, not a FIFO
     try:
         with open(path, encoding="utf-8-sig") as fh:
             yield from fh
@@ -237,6 +239,15 @@ def iter_device_values(
     if fileid is not None and fileid not in header:
         raise EspSecureError(f"--fileid column {fileid!r} is not in the values file header", name)
     id_col = header.index(fileid) if fileid is not None else None
+    # mfg_gen.py silently drops a column the config does not name: a value meant for the
+    # device would be missing from every partition. Only the --fileid column may be extra.
+    for i, column in enumerate(header):
+        if i not in columns and i != id_col:
+            raise EspSecureError(
+                f"column {column!r} of the values file header is not a key of the config file "
+                "(add it to the config, or remove the column)",
+                name,
+            )
     repeats = [col for col, c in zip(columns, config.data_lines, strict=True) if c.repeat]
     first: list[str] | None = None
     number = 0
@@ -305,22 +316,17 @@ def device_paths(outdir: Path, prefix: str, ident: str) -> dict[str, Path]:
     }
 
 
-def _write_device(outdir: Path, prefix: str, dev: DeviceOutput) -> None:
+def _write_device(outdir: Path, prefix: str, dev: DeviceOutput, written: list[Path]) -> None:
+    """Write one device's files, adding each to ``written``."""
     paths = device_paths(outdir, prefix, dev.fileid)
     todo = [(paths["csv"], dev.csv, None), (paths["bin"], dev.nvs, None)]
     if dev.hmac_key is not None:
         todo.append((paths["hmac"], dev.hmac_key, 0o600))
     if dev.keys is not None:
         todo.append((paths["keys"], dev.keys, 0o600))
-    written: list[Path] = []
-    try:
-        for path, data, mode in todo:
-            write_atomic(path, data, mode)
-            written.append(path)
-    except BaseException:
-        for path in written:  # nothing half written for this device
-            path.unlink(missing_ok=True)
-        raise
+    for path, data, mode in todo:
+        write_atomic(path, data, mode)
+        written.append(path)
 
 
 def run_mfg(
@@ -362,6 +368,7 @@ def run_mfg(
     items = iter_device_values(config, values_path, opts.fileid)
     jobs = max(1, min(jobs or os.cpu_count() or 1, (total + 15) // 16))
     done = 0
+    written: list[Path] = []
     pool = None
     if jobs > 1:
         pool = _start_method_context().Pool(jobs, _init_worker, (config, opts, str(values_path)))
@@ -381,10 +388,15 @@ def run_mfg(
             for result in results:
                 if isinstance(result, str):
                     raise EspSecureError(result)
-                _write_device(out, prefix, result)
+                _write_device(out, prefix, result, written)
                 done += 1
                 if progress:
                     progress(done, total)
+    except BaseException:
+        # All or nothing: a run that fails leaves no device's files (none existed before it).
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         if pool is not None:
             pool.terminate()

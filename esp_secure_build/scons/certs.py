@@ -96,9 +96,7 @@ def _horizon(env: Any) -> float:
         years = float(text)
     except ValueError:
         raise EspSecureError(f"construction variable ESP_CERT_HORIZON={text!r} is not a number of years") from None
-    if years < 0:
-        raise EspSecureError(f"construction variable ESP_CERT_HORIZON={text!r} is negative")
-    return years
+    return certmod.check_horizon(years, f"construction variable ESP_CERT_HORIZON={text!r}:")
 
 
 # --------------------------------------------------------------------------- embedding

@@ -75,3 +75,11 @@ def env_bool(env: Any, name: str, default: bool = False) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def refuse_known_key(env: Any, kind: str, data: bytes, path: object = None) -> None:
+    """Refuse a secret key anyone can know (no entropy, or published) unless ESP_ALLOW_PUBLISHED_KEY."""
+    if not env_bool(env, "ESP_ALLOW_PUBLISHED_KEY"):
+        from ..secure_boot.published_keys import SCONS_OVERRIDE, refuse_weak_or_published
+
+        refuse_weak_or_published(kind, data, path, SCONS_OVERRIDE)

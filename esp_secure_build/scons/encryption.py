@@ -32,8 +32,8 @@ import SCons.Errors
 
 from ..chips import get_chip
 from ..errors import EspSecureError
-from ..fileio import read_bytes, write_atomic
-from .common import core_action, env_int, env_str, first_node
+from ..fileio import read_bytes, read_key_bytes, write_atomic
+from .common import core_action, env_int, env_str, first_node, refuse_known_key
 from .partitions import load_table, region, table_node
 
 ENCRYPT_VARS = ["ESP_CHIP", "ESP_FLASH_CRYPT_CONF", "ESP_PARTITION", "ESP_PARTITION_TABLE_OFFSET"]
@@ -63,8 +63,9 @@ def _build_encrypted(target: Any, source: Any, env: Any) -> None:
     if len(data) > size:
         raise EspSecureError(f"is {len(data):#x} bytes, larger than {name!r} ({size:#x} bytes at {offset:#x})", src)
     key_path = key_node(env).get_abspath()
-    key = read_bytes(key_path, "flash encryption key")
+    key = read_key_bytes(key_path, "flash encryption key")
     check_key_for_chip(key, chip, key_path)
+    refuse_known_key(env, "flash_encryption", key, key_path)
     scheme, conf = scheme_for_chip(chip), env_int(env, "ESP_FLASH_CRYPT_CONF", 0xF)
     ciphertext = encrypt(data, key, offset, scheme, conf, key_path)
     # Read back what we made: a wrong byte here is a device that does not boot.

@@ -94,7 +94,7 @@ from ..nvs.mfg import (
     iter_device_values,
     read_mfg_config,
 )
-from .common import core_action, env_bool, env_int, env_str
+from .common import core_action, env_bool, env_int, env_str, refuse_known_key
 
 NVS_VARS = ["ESP_NVS_SIZE", "ESP_NVS_VERSION", "ESP_NVS_FILE_DIR"]
 MFG_VARS = [*NVS_VARS, "ESP_NVS_MFG_KEYGEN", "ESP_NVS_MFG_HMAC_KEYGEN"]
@@ -193,7 +193,9 @@ def _build_partition(target: Any, source: Any, env: Any) -> None:
 
 def _build_encrypted(target: Any, source: Any, env: Any) -> None:
     keys_node = target[0].attributes.nvs_keys  # resolved by the emitter, in the SConscript's folder
-    _partition(target, source, env, load_keys(str(keys_node)))
+    keys = load_keys(str(keys_node))
+    refuse_known_key(env, "nvs_keys", keys.eky + keys.tky, keys_node)
+    _partition(target, source, env, keys)
 
 
 def _encrypted_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:
@@ -254,8 +256,16 @@ def _derived_keys(env: Any, source: Any) -> NvsKeys | None:
         return None
     path = str(source[0])
     if env.get("ESP_NVS_HMAC_KEY"):
-        return NvsKeys.from_hmac_key(load_hmac_key(path))
-    return load_keys(path)
+        return NvsKeys.from_hmac_key(_hmac_key(env, path))
+    keys = load_keys(path)
+    refuse_known_key(env, "nvs_keys", keys.eky + keys.tky, path)
+    return keys
+
+
+def _hmac_key(env: Any, path: str) -> bytes:
+    key = load_hmac_key(path)
+    refuse_known_key(env, "nvs_hmac", key, path)
+    return key
 
 
 def _replace_hint(env: Any) -> str:
@@ -396,13 +406,15 @@ def _build_mfg_device(target: Any, source: Any, env: Any) -> None:
                 writes.append((hmac_node, hmac_key, 0o600))
             derived = NvsKeys.from_hmac_key(hmac_key)
         elif env.get("ESP_NVS_HMAC_KEY"):
-            derived = NvsKeys.from_hmac_key(load_hmac_key(str(source[2])))
+            derived = NvsKeys.from_hmac_key(_hmac_key(env, str(source[2])))
         keys, data = _plan_keys(str(keys_node), derived, _built_before(keys_node), allow, hint)
         if data is not None:
             writes.insert(0, (keys_node, data or keys.partition(), 0o600))
         encryption = MfgEncryption(keys=keys)
     elif env.get("ESP_NVS_KEYS"):
-        encryption = MfgEncryption(keys=load_keys(str(source[2])))
+        keys = load_keys(str(source[2]))
+        refuse_known_key(env, "nvs_keys", keys.eky + keys.tky, source[2])
+        encryption = MfgEncryption(keys=keys)
     opts = MfgOptions(size=size, version=version, encryption=encryption, base_dir=base)
     line = env_int(env, "ESP_NVS_MFG_LINE", 0) or 0
     device = build_device(config, opts, values_path, line, ident, list(values))

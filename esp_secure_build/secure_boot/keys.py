@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..chips import Chip
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_bytes, write_atomic
+from ..fileio import PathLike, read_key_bytes, write_atomic
 
 PASSPHRASE_ENV = "ESP_SECURE_KEY_PASSPHRASE"
 
@@ -157,7 +157,7 @@ def load_private_key_bytes(data: bytes, path: PathLike | None = None, password: 
 
 def load_private_key(path: PathLike, password: bytes | None = None) -> PrivateKey:
     """Read and parse a private key file; the key type is checked by :func:`scheme_of`."""
-    key = load_private_key_bytes(read_bytes(path, "key file"), path, password)
+    key = load_private_key_bytes(read_key_bytes(path), path, password)
     scheme_of(key, path)
     return key
 
@@ -202,7 +202,7 @@ def load_public_key_bytes(data: bytes, path: PathLike | None = None, allow_raw_v
 
 def load_public_key(path: PathLike, allow_raw_v1: bool = False) -> PublicKey:
     """Read a public key (or the public half of a private key) from a file; type-checked."""
-    key = load_public_key_bytes(read_bytes(path, "key file"), path, allow_raw_v1)
+    key = load_public_key_bytes(read_key_bytes(path), path, allow_raw_v1)
     scheme_of(key, path)
     return key
 

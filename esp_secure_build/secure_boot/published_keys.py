@@ -1,20 +1,29 @@
-"""Public keys whose private halves are published: signing a release with one is refused.
+"""Keys everyone knows: published keys and keys without entropy are refused for releases.
 
-Each entry is the SHA-256 of the key's DER SubjectPublicKeyInfo, so a key matches
-whatever file format or name it comes in. The list holds esptool's Secure Boot test
-keys, this project's own test keys (``tests/vectors/esptool/secure_images/``),
+Signing keys: each entry is the SHA-256 of the key's DER SubjectPublicKeyInfo, so a
+key matches whatever file format or name it comes in. The list holds esptool's Secure
+Boot test keys, this project's own test keys (``tests/vectors/esptool/secure_images/``),
 PlatformIO's secure-boot example key and MCUboot's development root keys (copies and
-origins in ``tests/vectors/published-keys/``); tests/test_published_keys.py checks that
-it covers every private key under ``tests/``.
+origins in ``tests/vectors/published-keys/``).
+
+Secret keys (flash encryption, Secure Boot V1, NVS keys, NVS HMAC keys): each entry
+is the SHA-256 of the raw key bytes (for a 64-byte key also of each 32-byte half, so
+half of a published key is caught too): esptool's test flash keys, ESP-IDF's NVS
+test keys and HMAC key, and the NVS keys of the manufacturing test run. A key whose
+bytes are all the same, or with either half all the same, is refused as well.
+tests/test_published_keys.py checks that the lists cover every one of them (and every
+private signing key under ``tests/``).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from cryptography.hazmat.primitives import serialization
-
 from ..errors import EspSecureError
+
+# What each override is called where the error is seen.
+CLI_OVERRIDE = "--allow-published-key"
+SCONS_OVERRIDE = "ESP_ALLOW_PUBLISHED_KEY=1"
 
 PUBLISHED_KEY_FINGERPRINTS = frozenset({
     "c7e5970095e3365cd78808bab70f55ea33d48e38cc06a22a28120da973d5e948",  # esptool test key: ecdsa192_secure_boot_signing_key
@@ -63,6 +72,8 @@ PUBLISHED_KEY_FINGERPRINTS = frozenset({
 
 def fingerprint(public_key: object) -> str:
     """SHA-256 (hex) of the key's DER SubjectPublicKeyInfo."""
+    from cryptography.hazmat.primitives import serialization
+
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
     return hashlib.sha256(der).hexdigest()
 
@@ -72,11 +83,90 @@ def is_published(public_key: object) -> bool:
     return fingerprint(public_key) in PUBLISHED_KEY_FINGERPRINTS
 
 
-def refuse_published(public_key: object, name: str | None = None) -> None:
-    """Raise unless the key is private to its owner (override: --allow-published-key)."""
+def refuse_published(public_key: object, name: str | None = None, override: str = CLI_OVERRIDE) -> None:
+    """Raise unless the key is private to its owner (``override`` names how to allow it, for tests)."""
     if is_published(public_key):
         raise EspSecureError(
             "is a publicly known key (a test or example key from a public repository): anyone can sign with it",
             name,
-            hint="use your own key; --allow-published-key / ESP_ALLOW_PUBLISHED_KEY=1 only for tests",
+            hint=f"use your own key; {override} only for tests",
         )
+
+
+# -- secret (symmetric) keys -------------------------------------------------------------
+PUBLISHED_SECRET_KEYS: dict[str, str] = {
+    "18f3c96989c9277af8340212de514cbc992ec61f99d63c75ac37c1694f597eee": "esptool's test key 256bit_key.bin",
+    "a6882157be0ab8e4c0258ece332db64e6d697213dffcfd086433ec31cf7afebb": "esptool's test key 512bit_key.bin",
+    "9f6909d154fd4dc9332c036fa6082ebf5ac3f428b8c2ef9d92b7a61c3ba96276": "first half of esptool's test key 512bit_key.bin",
+    "7104e1253150724e6b9a755d2a6157b5b3908a1f858134f84a0569cfdb69af71": "second half of esptool's test key 512bit_key.bin",
+    "62a497f3aa523e1c7bf513787d089676a18db8a9d1778dce35d0096dcf98a6ba": "esptool's test key ef-flashencryption-key.bin",
+    "5189c77d29fe5d546a045ec46986852785fea5c13ac7da9c115ff5fb6edf817c": "ESP-IDF's NVS test keys sample_encryption_keys.bin",
+    "02d449a31fbb267c8f352e9968a79e3e5fc95c1bbeaa502fd6454ebde5a4bedc": "ESP-IDF's NVS test keys sample_encryption_keys.bin (first half)",
+    "9f72ea0cf49536e3c66c787f705186df9a4378083753ae9536d65b3ad7fcddc4": "ESP-IDF's NVS test keys sample_encryption_keys.bin (second half)",
+    "b32f54f51bda2ea068f9fbeb6a1d9506f66431a6ed2c7dae79c792679e00a8f6": "ESP-IDF's NVS test keys sample_encryption_keys_hmac.bin",
+    "b24f52f0e7625e3c0b04b1d36cab07c569eeb7f515a32d913d07779eac611726": "ESP-IDF's NVS test keys sample_encryption_keys_hmac.bin (first half)",
+    "1e8863712f08e9cad66906f1a1b210911a5fdc4289b4e66bba269248aa2c48ee": "ESP-IDF's NVS test keys sample_encryption_keys_hmac.bin (second half)",
+    "ae216c2ef5247a3782c135efa279a3e4cdc61094270f5d2be58c6204b7a612c9": "ESP-IDF's NVS test HMAC key sample_hmac_key.bin",
+    "5f733c069e265e497c3dd78510343e844269a83e190f5f6811f46fc8220fa08a": "the manufacturing test NVS keys (mfg run-a nvs_keys.bin)",
+    "33ec7f4cc8daa7c43f1628a79d1b99083cf533b54c2f0d9a7a70fbc85ed08f8b": "the manufacturing test NVS keys (mfg run-a nvs_keys.bin, first half)",
+    "70372b2acd08cc9fb8a2756041aa96c68e2fd36eba33c873b86d32b236f38a84": "the manufacturing test NVS keys (mfg run-a nvs_keys.bin, second half)",
+}  # fmt: skip
+
+# kind -> what the key is called in messages
+SECRET_KEY_KINDS: dict[str, str] = {
+    "flash_encryption": "flash encryption key",
+    "secure_boot_v1": "Secure Boot V1 key",
+    "nvs_keys": "NVS keys",
+    "nvs_hmac": "NVS HMAC key",
+}
+
+
+def _key_bytes(kind: str, data: bytes) -> bytes:
+    if kind not in SECRET_KEY_KINDS:
+        raise ValueError(f"unknown key kind {kind!r}")
+    # An NVS keys partition: the two XTS keys, then a CRC and 0xFF fill.
+    return data[:64] if kind == "nvs_keys" else data
+
+
+def is_published_secret_key(kind: str, data: bytes) -> str | None:
+    """Which published key ``data`` is (or a half of), or None.
+
+    ``kind`` is one of :data:`SECRET_KEY_KINDS`; ``data`` the raw key (for
+    ``nvs_keys`` a keys partition or its 64 key bytes).
+    """
+    key = _key_bytes(kind, data)
+    parts = [key, key[:32], key[32:]] if len(key) == 64 else [key]
+    for part in parts:
+        name = PUBLISHED_SECRET_KEYS.get(hashlib.sha256(part).hexdigest())
+        if name:
+            return name
+    return None
+
+
+def weak_secret_key(kind: str, data: bytes) -> str | None:
+    """Why a key has no entropy (all bytes equal, or either half), or None."""
+    key = _key_bytes(kind, data)
+    if not key:
+        return "it is empty"
+    if len(set(key)) == 1:
+        return f"all {len(key)} bytes are {key[0]:#04x}"
+    half = len(key) // 2
+    for name, part in (("first", key[:half]), ("second", key[half:])):
+        if len(set(part)) == 1:
+            return f"its {name} half is {len(part)} bytes of {part[0]:#04x}"
+    return None
+
+
+def refuse_weak_or_published(
+    kind: str, data: bytes, path: object = None, override: str = CLI_OVERRIDE
+) -> None:
+    """Raise for a key anyone can know: no entropy, or published (``override`` allows it, for tests)."""
+    what = SECRET_KEY_KINDS.get(kind, kind)
+    weak = weak_secret_key(kind, data)
+    if weak:
+        raise EspSecureError(f"{what} has no entropy ({weak}): anyone can guess it", path,  # type: ignore[arg-type]
+                             hint=f"make a random key; {override} only for tests")  # fmt: skip
+    published = is_published_secret_key(kind, data)
+    if published:
+        raise EspSecureError(f"{what} is a publicly known key ({published}): anyone can use it", path,  # type: ignore[arg-type]
+                             hint=f"make your own key; {override} only for tests")  # fmt: skip

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_bytes, read_text
+from ..fileio import MAX_KEY_SIZE, PathLike, read_key_bytes, read_text
 from .keys import PrivateKey, PublicKey, curve_info, load_private_key, load_public_key, scheme_of
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
@@ -134,7 +134,7 @@ class PrecomputedSigner:
     def from_files(cls, pub_key_path: PathLike, signature_path: PathLike, allow_raw_v1: bool = False) -> PrecomputedSigner:
         return cls(
             load_public_key(pub_key_path, allow_raw_v1),
-            read_bytes(signature_path, "signature file"),
+            read_key_bytes(signature_path, "signature file"),
             os.fspath(signature_path),
         )
 
@@ -229,7 +229,7 @@ def read_hsm_config(path: PathLike) -> dict[str, str]:
 
     parser = configparser.ConfigParser()
     try:
-        parser.read_string(read_text(path, "HSM config"))
+        parser.read_string(read_text(path, "HSM config", MAX_KEY_SIZE))
     except configparser.Error as exc:
         raise EspSecureError(f"not a valid HSM config: {exc.__class__.__name__}", path) from None
     if not parser.has_section("hsm_config"):
