@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 from .errors import EspSecureError
+from .fileio import MAX_FLASH_SIZE as MAX_FLASH_SIZE  # the largest size FLASH_SIZES names
 
 KB = 1024
 MB = 1024 * 1024
@@ -20,9 +21,6 @@ FLASH_SIZES: dict[str, int] = {
     "1MB": 0x00, "2MB": 0x10, "4MB": 0x20, "8MB": 0x30,
     "16MB": 0x40, "32MB": 0x50, "64MB": 0x60, "128MB": 0x70,
 }  # fmt: skip
-# The largest flash any chip supports (the largest size code above): the bound for every
-# size and address the tools accept.
-MAX_FLASH_SIZE = 128 * MB
 
 _FREQ_STD = {"80m": 0xF, "40m": 0x0, "26m": 0x1, "20m": 0x2}
 _FREQ_NO26 = {"80m": 0xF, "40m": 0x0, "20m": 0x2}

@@ -15,9 +15,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..chips import MAX_FLASH_SIZE, MB
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_bytes, read_key_bytes
+from ..fileio import MAX_FLASH_SIZE, MB, PathLike, read_bytes, read_key_bytes
 from .csvfile import CsvRow, read_nvs_csv
 from .layout import (
     KEY_MAX_LEN,
