@@ -422,3 +422,11 @@ def test_scons_horizon_default_is_the_core_default() -> None:
     from esp_secure_build.scons import certs as scons_certs
 
     assert scons_certs.DEFAULT_HORIZON_YEARS == certs.DEFAULT_HORIZON_YEARS
+    assert scons_certs.MAX_HORIZON_YEARS == certs.MAX_HORIZON_YEARS
+
+
+@pytest.mark.parametrize("years", ["1000000", "-1", "nan", "inf"])
+def test_absurd_horizon_is_one_line(tmp_path: Path, years: str) -> None:
+    folder = _ca_project(tmp_path / "p", der(make_cert("Some CA", new_key())))
+    assert_one_line_error(scons(folder, f"ESP_CERT_HORIZON={years}"), "ESP_CERT_HORIZON")
+    assert not (folder / "out/ca_cert.pem").exists()

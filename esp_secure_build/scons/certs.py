@@ -70,6 +70,7 @@ from ..fileio import read_bytes, write_atomic, write_text_atomic
 from .common import core_action, env_bool, env_int, env_str
 
 DEFAULT_HORIZON_YEARS = 10.0  # certs.DEFAULT_HORIZON_YEARS; a test keeps them equal
+MAX_HORIZON_YEARS = 100.0  # certs.MAX_HORIZON_YEARS; the same test
 
 EMBED_VARS = ["ESP_EMBED_TEXT", "ESP_EMBED_NAME", "ESP_EMBED_INLINE"]
 CA_CERT_VARS = ["ESP_CERT_HORIZON", "ESP_CERT_KEEP_BUNDLE"]
@@ -96,7 +97,11 @@ def _horizon(env: Any) -> float:
         years = float(text)
     except ValueError:
         raise EspSecureError(f"construction variable ESP_CERT_HORIZON={text!r} is not a number of years") from None
-    return certmod.check_horizon(years, f"construction variable ESP_CERT_HORIZON={text!r}:")
+    if not 0 <= years <= MAX_HORIZON_YEARS:  # NaN too; a date cannot hold 1000000 years
+        raise EspSecureError(
+            f"construction variable ESP_CERT_HORIZON={text!r} is out of range (0 to {MAX_HORIZON_YEARS:g} years)"
+        )
+    return years
 
 
 # --------------------------------------------------------------------------- embedding

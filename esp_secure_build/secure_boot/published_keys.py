@@ -8,8 +8,9 @@ origins in ``tests/vectors/published-keys/``).
 
 Secret keys (flash encryption, Secure Boot V1, NVS keys, NVS HMAC keys): each entry
 is the SHA-256 of the raw key bytes (for a 64-byte key also of each 32-byte half, so
-half of a published key is caught too): esptool's test flash keys, ESP-IDF's NVS
-test keys and HMAC key, and the NVS keys of the manufacturing test run. A key whose
+half of a published key is caught too): esptool's test flash keys, this project's
+own (``tests/vectors/esptool/secure_images/``), ESP-IDF's NVS test keys and HMAC key,
+and the NVS keys of the manufacturing test run. A key whose
 bytes are all the same, or with either half all the same, is refused as well.
 tests/test_published_keys.py checks that the lists cover every one of them (and every
 private signing key under ``tests/``).
@@ -100,6 +101,11 @@ PUBLISHED_SECRET_KEYS: dict[str, str] = {
     "9f6909d154fd4dc9332c036fa6082ebf5ac3f428b8c2ef9d92b7a61c3ba96276": "first half of esptool's test key 512bit_key.bin",
     "7104e1253150724e6b9a755d2a6157b5b3908a1f858134f84a0569cfdb69af71": "second half of esptool's test key 512bit_key.bin",
     "62a497f3aa523e1c7bf513787d089676a18db8a9d1778dce35d0096dcf98a6ba": "esptool's test key ef-flashencryption-key.bin",
+    "c77d36f67b3f689635a4bcb511e3445fcbb74f37bfb4725acfa77df229882ec9": "this project's test key 256bit_key.bin",
+    "e283049fff1220fe2660ecbcb917365db588aa4811053f44f8e769f0e57bdd94": "this project's test key 512bit_key.bin",
+    "b82dab34a704b18267d8c2ac19b198ed4f02c4f3691f57529beb769e5a76dd48": "first half of this project's test key 512bit_key.bin",
+    "218b36243ea8917d8b12328f2336804cef71d59a0be7126b160d1110f39f2b6d": "second half of this project's test key 512bit_key.bin",
+    "b9e33afd6bb71f33bf782c4073e31e2fc1ffd9b5db44ca52a3b4f33a32cc15c9": "this project's test key ef-flashencryption-key.bin",
     "5189c77d29fe5d546a045ec46986852785fea5c13ac7da9c115ff5fb6edf817c": "ESP-IDF's NVS test keys sample_encryption_keys.bin",
     "02d449a31fbb267c8f352e9968a79e3e5fc95c1bbeaa502fd6454ebde5a4bedc": "ESP-IDF's NVS test keys sample_encryption_keys.bin (first half)",
     "9f72ea0cf49536e3c66c787f705186df9a4378083753ae9536d65b3ad7fcddc4": "ESP-IDF's NVS test keys sample_encryption_keys.bin (second half)",
