@@ -240,3 +240,17 @@ def test_boot_app0_selects_ota_0() -> None:
     assert len(data) == 0x2000 and seq == 1
     assert crc == zlib.crc32(struct.pack("<I", seq), 0xFFFFFFFF) == 0x4743989A
     assert data[4:28] == b"\xff" * 24 and data[32:] == b"\xff" * (0x2000 - 32)
+
+
+def test_signing_key_in_a_pkcs11_token(tmp_path, softhsm) -> None:  # type: ignore[no-untyped-def]
+    """custom_esp_signing_keys = pkcs11:hsm.ini: the app and bootloader are signed in the token."""
+    pio = Pio(tmp_path)
+    pio.add_env("hsm", f"custom_esp_signing_keys = pkcs11:{softhsm['sb-rsa']}")
+    proc = pio.run("-e", "hsm", "-t", "esp-release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DEVELOPMENT signing key" not in proc.stdout
+    release = pio.project / ".pio" / "build" / "hsm" / "release"
+    for image in ("app.bin", "bootloader.bin"):
+        check = run_oracle("espsecure", "verify-signature", "--version", "2", "--keyfile",
+                           release / "secure_boot_key0.pub.pem", release / image)  # fmt: skip
+        assert "verification successful" in check.stdout.lower(), check.stdout

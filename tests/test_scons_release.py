@@ -227,3 +227,52 @@ def test_ota_layout_from_the_table(tmp_path: Path) -> None:
                "--output", ref, rel / "ota_data_initial.bin")  # fmt: skip
     assert (rel / "encrypted/ota_data_initial.bin").read_bytes() == ref.read_bytes()
     assert steps(scons(folder)) == []
+
+
+def _extra_images_project(folder: Path, extra: str) -> Path:
+    images = VECTORS / "esptool/secure_images"
+    folder.mkdir()
+    (folder / "partitions.csv").write_text(
+        "otadata, data, ota, 0xe000, 0x2000,\nota_0, app, ota_0, 0x10000, 0x100000,\n"
+        "storage, data, spiffs, 0x110000, 0x10000,\n"
+    )
+    (folder / "otadata.bin").write_bytes(bytes([1, 0, 0, 0]) + b"\xff" * (0x2000 - 4))
+    (folder / "storage.bin").write_bytes(b"files" * 100)
+    (folder / "fe.bin").write_bytes(os.urandom(32))
+    (folder / "SConstruct").write_text(
+        TOOL_HEADER
+        + "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
+        f"               partitions='partitions.csv', extra_images={extra})\n"
+    )
+    return folder
+
+
+def test_extra_images_fill_their_partitions(tmp_path: Path) -> None:
+    """An otadata image replaces the erased one and is flash-encrypted; a data image is flashed as it is."""
+    folder = _extra_images_project(tmp_path / "p", "{'otadata': 'otadata.bin', 'storage': 'storage.bin'}")
+    proc = scons(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rel = folder / "rel"
+    lines = (rel / "flash_args").read_text().splitlines()
+    assert "0xe000 encrypted/otadata.bin" in lines and "0x110000 storage.bin" in lines
+    assert not (rel / "ota_data_initial.bin").exists()
+    assert (rel / "storage.bin").read_bytes() == (folder / "storage.bin").read_bytes()
+    plain = tmp_path / "otadata.plain"
+    run_oracle("espsecure", "decrypt-flash-data", "--aes-xts", "--keyfile", folder / "fe.bin", "--address", "0xe000",
+               "--output", plain, rel / "encrypted/otadata.bin")  # fmt: skip
+    assert plain.read_bytes() == (folder / "otadata.bin").read_bytes()
+    assert steps(scons(folder)) == []
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    ("{'nope': 'storage.bin'}", "extra image for 'nope'"),
+    ("{'ota_0': 'storage.bin'}", "the release already fills that partition"),
+])  # fmt: skip
+def test_extra_images_errors(tmp_path: Path, extra: str, needle: str) -> None:
+    folder = _extra_images_project(tmp_path / "p", extra)
+    proc = scons(folder)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("scons: ***")]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (folder / "rel").exists()
