@@ -67,7 +67,7 @@ import json
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import SCons.Action
 import SCons.Errors
@@ -80,10 +80,11 @@ RELEASE_TARGET = "esp-release"
 FLASH_TARGET = "esp-flash-release"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """One line and exit status 2, as PlatformIO's own scripts stop (a UserError would print a stack frame)."""
     sys.stderr.write(f"esp-secure: error: {message}\n")
     Exit(2)
+    raise SystemExit(2)  # not reached: Exit raises it
 
 
 class _Options:
@@ -112,7 +113,6 @@ class _Options:
         if text in ("0", "no", "false", "off", "n"):
             return False
         _fail(f"custom_esp_{name} = {text!r}: use yes or no")
-        return None
 
     def number(self, name: str, default: int) -> int:
         text = self.get(name)
@@ -120,7 +120,6 @@ class _Options:
             return int(text, 0) if text else default
         except ValueError:
             _fail(f"custom_esp_{name} = {text!r} is not a number")
-            return default
 
 
 def _sdkconfig(env: Any) -> tuple[str | None, dict[str, Any]]:
@@ -133,7 +132,6 @@ def _sdkconfig(env: Any) -> tuple[str | None, dict[str, Any]]:
             return path, json.load(f)
     except (OSError, ValueError) as exc:
         _fail(f"{path}: {exc}")
-        return None, {}
 
 
 def _sdk_int(sdk: dict[str, Any], name: str, default: int) -> int:
@@ -142,7 +140,6 @@ def _sdk_int(sdk: dict[str, Any], name: str, default: int) -> int:
         return value if isinstance(value, int) else int(str(value), 0)
     except ValueError:
         _fail(f"sdkconfig.json: {name} = {value!r} is not a number")
-        return default
 
 
 def _flash_settings(env: Any) -> tuple[str, str, str]:
@@ -150,7 +147,10 @@ def _flash_settings(env: Any) -> tuple[str, str, str]:
     board = env.BoardConfig()
 
     def mhz(value: Any) -> str:
-        return f"{int(str(value).rstrip('L')) // 1_000_000}m"
+        try:
+            return f"{int(str(value).rstrip('L')) // 1_000_000}m"
+        except ValueError:
+            _fail(f"board {env.subst('$BOARD')}: flash frequency {value!r} is not a number of Hz")
 
     if "__get_board_flash_mode" in env:  # platform-espressif32's own helpers
         mode = env.subst("${__get_board_flash_mode(__env__)}")
