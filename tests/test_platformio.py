@@ -85,6 +85,9 @@ EXTRA_ENVS = {
     "strayimage": ["extra_scripts = post:stray_image.py", "    post:esp_secure.py"],
     "relink": [],
     "asprescript": ["extra_scripts = pre:esp_secure.py"],
+    # Classic ESP32: bootloader at 0x1000, AES-256 flash encryption with tweak, no Secure Boot.
+    "esp32": ["board = esp32dev", "custom_esp_secure_boot = 0",
+              "custom_esp_flash_encryption_key = keys/esp32_flash_encryption_key.bin"],
 }
 SCRIPTS = {
     "sdkconfig_no_secure_boot.py": """import json, os
@@ -183,6 +186,23 @@ def test_descriptor_change_relinks_only_the_app(pio) -> None:  # type: ignore[no
     assert "ESP-SIGN .pio/build/relink/release/bootloader.bin" not in again
     second = run_oracle("esptool", "--chip", "esp32c3", "image-info", build / "release" / "app.bin").stdout
     assert "Compile time: Nov 14 2023" in first and "Compile time: Jan 15 2027" in second
+
+
+def test_esp32_bootloader_at_0x1000(pio, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Classic ESP32 (Xtensa): FLASH_EXTRA_IMAGES puts the bootloader at 0x1000; AES-256 with tweak."""
+    proc = pio.run("-e", "esp32", "-t", "esp-release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    release = pio.project / ".pio" / "build" / "esp32" / "release"
+    lines = (release / "flash_args").read_text().splitlines()
+    assert lines[1:3] == ["0x1000 encrypted/bootloader.bin", "0x8000 encrypted/partition-table.bin"]
+    assert "0x10000 encrypted/app.bin" in lines
+    info = run_oracle("esptool", "--chip", "esp32", "image-info", release / "app.bin").stdout
+    assert "Flash freq: 40m" in info and "Project name: thermostat" in info
+    for name, address in (("bootloader.bin", 0x1000), ("app.bin", 0x10000)):
+        out = tmp_path / name
+        run_oracle("espsecure", "decrypt-flash-data", "--keyfile", pio.project / "keys" / "esp32_flash_encryption_key.bin",
+                   "--address", hex(address), "-o", out, release / "encrypted" / name)  # fmt: skip
+        assert out.read_bytes()[: (release / name).stat().st_size] == (release / name).read_bytes()
 
 
 def test_list_targets(pio) -> None:  # type: ignore[no-untyped-def]

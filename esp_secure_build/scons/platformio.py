@@ -211,6 +211,8 @@ def _split_extra_images(env: Any, table: Any, chip: Any, boot_offset: int, table
 
 def _signing_keys(renv: Any, opts: _Options, version: int, dev: bool) -> list[Any]:
     keys: list[Any] = []
+    if not version:  # nothing is signed: no development key is made either
+        return keys
     for item in opts.items("signing_keys"):
         if item.startswith("pkcs11:"):
             keys.append({"pkcs11": opts.path(item[len("pkcs11:"):])})

@@ -6,7 +6,9 @@ volatile uint32_t ticks;
 
 void app_main(void)
 {
+    uint32_t i = 0;
     for (;;) {
-        ticks += (uint32_t)banner[ticks % sizeof(banner)];
+        ticks += (uint32_t)banner[i];
+        i = banner[i + 1] ? i + 1 : 0;
     }
 }

@@ -1,11 +1,11 @@
 """Offline stand-in for platform-espressif32's builder (tests only).
 
-Compiles with Debian's riscv64-unknown-elf-gcc instead of Espressif's toolchain
-packages, and defines what an extra script sees in platform-espressif32 with the
+Compiles with Debian's riscv64-unknown-elf-gcc (esp32c3) and xtensa-lx106-elf-gcc
+(esp32) instead of Espressif's toolchain packages, and defines what an extra script sees in platform-espressif32 with the
 Arduino framework: ``PROGNAME``, ``ESP32_APP_OFFSET`` (board ``upload.offset_address``),
 ``PARTITIONS_TABLE_CSV`` (``board_build.partitions``: the platform's
 ``tools/partitions/`` first, then the project), ``FLASH_EXTRA_IMAGES`` (bootloader at
-the chip's bootloader offset, ``partitions.bin`` at 0x8000, ``boot_app0.bin`` at
+the chip's bootloader offset (0x1000 on esp32), ``partitions.bin`` at 0x8000, ``boot_app0.bin`` at
 0xe000), ``ElfToBin`` (esptool elf2image to ``${PROGNAME}.bin``) and ``upload``.
 """
 
@@ -18,12 +18,16 @@ platform = env.PioPlatform()
 board = env.BoardConfig()
 mcu = board.get("build.mcu", "esp32c3")
 PLATFORM_DIR = platform.get_dir()
-if mcu != "esp32c3":
-    raise SystemExit(f"the offline test platform builds esp32c3 only, not {mcu}")
-
-PREFIX = "riscv64-unknown-elf-"
-COMPILE_ARCH = ["-march=rv32imc_zicsr_zifencei", "-mabi=ilp32"]
-LINK_ARCH = ["-march=rv32imc", "-mabi=ilp32"]  # see docs/toolchain.md
+if mcu == "esp32c3":
+    ARCH, PREFIX = "riscv", "riscv64-unknown-elf-"
+    COMPILE_ARCH = ["-march=rv32imc_zicsr_zifencei", "-mabi=ilp32"]
+    LINK_ARCH = ["-march=rv32imc", "-mabi=ilp32"]  # see docs/toolchain.md
+elif mcu == "esp32":
+    ARCH, PREFIX = "xtensa", "xtensa-lx106-elf-"
+    COMPILE_ARCH, LINK_ARCH = ["-mlongcalls"], []
+else:
+    raise SystemExit(f"the offline test platform builds esp32c3 and esp32 only, not {mcu}")
+BOOTLOADER_OFFSET = "0x1000" if mcu in ("esp32", "esp32s2") else "0x0000"
 
 
 def flash_freq(env):
@@ -72,7 +76,8 @@ esptool_image = " ".join([
 env.Append(BUILDERS=dict(ElfToBin=Builder(action=env.VerboseAction(esptool_image, "Building $TARGET"), suffix=".bin")))
 
 # The framework's part: runtime start code, a second-stage bootloader, the partition table.
-env.BuildSources(join("$BUILD_DIR", "runtime"), join(PLATFORM_DIR, "runtime"))
+env.BuildSources(join("$BUILD_DIR", "runtime"), join(PLATFORM_DIR, "runtime", "common"))
+env.BuildSources(join("$BUILD_DIR", "runtime", ARCH), join(PLATFORM_DIR, "runtime", ARCH))
 
 boot_env = env.Clone()
 boot_env.Replace(LINKFLAGS=[*LINK_ARCH, "-nostdlib", "-Wl,--gc-sections", "-T", join(PLATFORM_DIR, "ld", f"{mcu}_bootloader.ld")],
@@ -90,7 +95,7 @@ partition_table = env.Command(
     env.VerboseAction('"$PYTHONEXE" -m esp_secure_build partition-table $SOURCE $TARGET', "Generating partitions $TARGET"),
 )
 env.Append(FLASH_EXTRA_IMAGES=[
-    ("0x0000", join("$BUILD_DIR", "bootloader.bin")),
+    (BOOTLOADER_OFFSET, join("$BUILD_DIR", "bootloader.bin")),
     ("0x8000", join("$BUILD_DIR", "partitions.bin")),
     ("0xe000", join(fw_partitions, "boot_app0.bin")),
 ])
