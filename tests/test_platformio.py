@@ -88,6 +88,10 @@ EXTRA_ENVS = {
     # Classic ESP32: bootloader at 0x1000, AES-256 flash encryption with tweak, no Secure Boot.
     "esp32": ["board = esp32dev", "custom_esp_secure_boot = 0",
               "custom_esp_flash_encryption_key = keys/esp32_flash_encryption_key.bin"],
+    # Secure Boot V1 (reflashable digest at 0x0) with a bootloader image of 144 bytes: 16 bytes into a
+    # 128-byte block, so the digest image keeps half of its appended SHA-256, as espsecure's does.
+    "esp32v1": ["board = esp32dev", "custom_esp_secure_boot = 1", "custom_esp_signing_keys = keys/esp32_v1_key.pem",
+                "custom_esp_flash_encryption_key = keys/esp32_flash_encryption_key.bin"],
 }
 SCRIPTS = {
     "sdkconfig_no_secure_boot.py": """import json, os
@@ -203,6 +207,31 @@ def test_esp32_bootloader_at_0x1000(pio, tmp_path) -> None:  # type: ignore[no-u
         run_oracle("espsecure", "decrypt-flash-data", "--keyfile", pio.project / "keys" / "esp32_flash_encryption_key.bin",
                    "--address", hex(address), "-o", out, release / "encrypted" / name)  # fmt: skip
         assert out.read_bytes()[: (release / name).stat().st_size] == (release / name).read_bytes()
+
+
+def test_esp32_secure_boot_v1_digest(pio, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Secure Boot V1: the reflashable digest at 0x0 is espsecure's, and verify-release passes it.
+
+    The bootloader image ends 16 bytes into a 128-byte block: the digest image keeps half of
+    the appended SHA-256 (the V1 ROM reads whole blocks and ignores that hash).
+    """
+    proc = pio.run("-e", "esp32v1", "-t", "esp-release")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build = pio.project / ".pio" / "build" / "esp32v1"
+    release = build / "release"
+    assert (build / "bootloader.bin").stat().st_size % 128 == 16
+    v1_key = pio.project / "keys" / "esp32v1" / "release-secure-bootloader-key-256.bin"
+    digest = (release / "bootloader-reflash-digest.bin").read_bytes()
+    (tmp_path / "iv.bin").write_bytes(digest[:128])
+    ref = tmp_path / "digest.bin"
+    run_oracle("espsecure", "digest-secure-bootloader", "--keyfile", v1_key, "--iv", tmp_path / "iv.bin",
+               "-o", ref, build / "bootloader.bin")  # fmt: skip
+    assert ref.read_bytes() == digest
+    run_oracle("espsecure", "verify-signature", "--version", "1", "--keyfile", pio.project / "keys" / "esp32_v1_key.pem",
+               release / "app.bin")  # fmt: skip
+    check = run_cli("verify-release", "--flash-key", pio.project / "keys" / "esp32_flash_encryption_key.bin",
+                    "--v1-key", v1_key, release)  # fmt: skip
+    assert check.returncode == 0 and "Secure Boot V1 digest at 0x0 matches" in check.stdout, check.stdout + check.stderr
 
 
 def test_list_targets(pio) -> None:  # type: ignore[no-untyped-def]

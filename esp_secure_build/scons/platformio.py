@@ -57,6 +57,8 @@ Options (``custom_esp_*`` in the ``[env]`` section; paths are relative to the pr
     ``yes``/``no``: link an app descriptor (``esp_app_desc``, ``.rodata_desc``) into the
     app. ``auto``: only when no framework is used (Arduino and ESP-IDF have their own).
 ``custom_esp_release_dir`` [``$BUILD_DIR/release``]
+``custom_esp_keys_dir`` [``keys/$PIOENV``]
+    Where the build writes the secrets it derives (the Secure Boot V1 eFuse key).
 ``custom_esp_flash_command`` [esptool ``write_flash @flash_args``]
     The command ``esp-flash-release`` runs in the release folder.
 """
@@ -289,6 +291,9 @@ def esp_secure_release(env: Any) -> list[Any]:
         renv["ESP_BOOTLOADER_VERIFIES_APP"] = verifies
     if sdk_path:
         renv["ESP_IDF_SDKCONFIG"] = sdk_path
+    # Derived secrets (the Secure Boot V1 eFuse key) are named after the release folder, which is
+    # "release" in every environment: one folder per environment keeps two from sharing a file.
+    renv["ESP_KEYS_DIR"] = renv.Dir(opts.path(opts.get("keys_dir") or os.path.join("keys", "$PIOENV")))
 
     csv = env.subst("$PARTITIONS_TABLE_CSV")
     if not csv:
