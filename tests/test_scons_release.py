@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import VECTORS, run_oracle
+from conftest import REPO, VECTORS, run_oracle
 from sconsutil import TOOL_HEADER, copy_sample, release_dir, scons, steps
 
 # The sample's partitions.csv places these (the table itself sits at 0x8000).
@@ -199,7 +199,8 @@ def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None
 
 def test_ota_layout_from_the_table(tmp_path: Path) -> None:
     """otadata gets an erased, encrypted ota_data_initial.bin; the app goes to ota_0; NVS takes its table size."""
-    images = VECTORS / "esptool/secure_images"
+    # Real ESP-IDF images of one chip (the release is verified as that chip reads it).
+    idf = REPO / "examples/esp-idf-build/hello_world/build"
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "partitions.csv").write_text(
@@ -211,12 +212,13 @@ def test_ota_layout_from_the_table(tmp_path: Path) -> None:
     key.write_bytes(os.urandom(32))
     (folder / "SConstruct").write_text(
         TOOL_HEADER
-        + "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
-        f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
+        + "env.Replace(ESP_CHIP='esp32c61', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        f"env.EspRelease('rel', app={str(idf / 'hello_world.bin')!r}, bootloader={str(idf / 'bootloader/bootloader.bin')!r},\n"
         "               partitions='partitions.csv', nvs={'nvs': ('nvs.csv', None)})\n"
     )
     proc = scons(folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "esp-secure: release rel verified" in proc.stdout
     rel = folder / "rel"
     flash_args = (rel / "flash_args").read_text()
     assert "0xe000 encrypted/ota_data_initial.bin" in flash_args and "0x10000 encrypted/app.bin" in flash_args

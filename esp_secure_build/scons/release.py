@@ -325,11 +325,17 @@ def _rebuild_tampered(env: Any, folder: str, nodes: list[Any]) -> None:
 
 
 def _verify_step(env: Any, folder: str, manifest: Any) -> Any:
-    """An alias that runs verify-release on the folder after every build of it, no-op builds included."""
-    alias = env.Alias(f"esp-verify-release:{env.Dir(folder).path}", manifest, env.Action(_verify, _verify_str))
-    env.AlwaysBuild(alias)
-    env.Clean(alias, _stamp_path(env, env.Dir(folder).abspath))
-    return alias
+    """Run verify-release on the folder after every build of it, no-op builds included.
+
+    The target is the verification stamp beside the folder: a file, so that a plain
+    ``scons`` (default target ``.``) runs it too; always built, never cached, kept
+    between runs (it is what a later run compares with), removed by ``scons -c``.
+    """
+    stamp = env.Command(_stamp_path(env, env.Dir(folder).abspath), manifest, env.Action(_verify, _verify_str))
+    env.AlwaysBuild(stamp)
+    env.Precious(stamp)
+    env.NoCache(stamp)
+    return stamp
 
 
 def _stamp_path(env: Any, folder: str) -> str:
@@ -379,13 +385,14 @@ def _verify(target: Any, source: Any, env: Any) -> int:
 
     manifest = source[0].get_abspath()
     folder = os.path.dirname(manifest)
+    stamp_path = target[0].get_abspath()
     try:
         key = env.get("ESP_FLASH_ENCRYPTION_KEY")
         flash_key = read_bytes(env.File(first_node(key)).abspath, "flash encryption key") if key else None
         v1_path = env_str(env, "ESP_V1_KEY_FILE")
         v1_key = expand_hardware_key(read_bytes(env.File(v1_path).abspath), v1_path) if v1_path else None
         digests = expected_digests(env)
-        stamp_path, stamp = _stamp_path(env, folder), _stamp(folder, flash_key, v1_key, digests)
+        stamp = _stamp(folder, flash_key, v1_key, digests)
         if _read_stamp(stamp_path) == stamp:
             print(f"esp-secure: release {os.path.relpath(folder)} verified (unchanged since its last verification)")
             return 0
