@@ -232,19 +232,20 @@ def test_ota_layout_from_the_table(tmp_path: Path) -> None:
 
 
 def _extra_images_project(folder: Path, extra: str) -> Path:
-    images = VECTORS / "esptool/secure_images"
+    idf = REPO / "examples/esp-idf-build/hello_world/build"  # real images of one chip: the release is verified
     folder.mkdir()
     (folder / "partitions.csv").write_text(
         "otadata, data, ota, 0xe000, 0x2000,\nota_0, app, ota_0, 0x10000, 0x100000,\n"
         "storage, data, spiffs, 0x110000, 0x10000,\n"
     )
-    (folder / "otadata.bin").write_bytes(bytes([1, 0, 0, 0]) + b"\xff" * (0x2000 - 4))
+    # Arduino's boot_app0.bin: an OTA selection (sequence 1, CRC) of ota_0.
+    (folder / "otadata.bin").write_bytes((REPO / "tests/platformio/platform/tools/partitions/boot_app0.bin").read_bytes())
     (folder / "storage.bin").write_bytes(b"files" * 100)
     (folder / "fe.bin").write_bytes(os.urandom(32))
     (folder / "SConstruct").write_text(
         TOOL_HEADER
-        + "env.Replace(ESP_CHIP='esp32c3', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
-        f"env.EspRelease('rel', app={str(images / 'hello-world-signed.bin')!r}, bootloader={str(images / 'bootloader.bin')!r},\n"
+        + "env.Replace(ESP_CHIP='esp32c61', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        f"env.EspRelease('rel', app={str(idf / 'hello_world.bin')!r}, bootloader={str(idf / 'bootloader/bootloader.bin')!r},\n"
         f"               partitions='partitions.csv', extra_images={extra})\n"
     )
     return folder
