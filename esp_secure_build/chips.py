@@ -25,6 +25,7 @@ FLASH_SIZES: dict[str, int] = {
 _FREQ_STD = {"80m": 0xF, "40m": 0x0, "26m": 0x1, "20m": 0x2}
 _FREQ_NO26 = {"80m": 0xF, "40m": 0x0, "20m": 0x2}
 _FREQ_48 = {"48m": 0xF, "24m": 0x0, "16m": 0x1, "12m": 0x2}
+_FREQ_48_24 = {"48m": 0xF, "24m": 0x0}
 
 # Memory-type maps used to decide which neighbouring sections merge and what
 # image-info calls a segment. (start, end, name), end exclusive.
@@ -60,7 +61,7 @@ class Chip(_ChipFields):
     12-13), ``arch`` ("xtensa" or "riscv"), ``bootloader_offset`` (flash),
     ``irom_map``/``drom_map`` (flash-mapped windows), ``memory_map`` ((start, end,
     name) regions), ``flash_freqs`` (name -> header code), ``mmu_page_sizes``
-    (allowed sizes, the last is the default), ``secure_boot_v1`` (ESP32 only),
+    (allowed sizes, ascending; the default is 64 KiB), ``secure_boot_v1`` (ESP32 only),
     ``secure_boot_v2`` (schemes the ROM accepts), ``max_signatures`` (V2 blocks the
     ROM honours), ``flash_encryption`` ("esp32-aes" or "xts"),
     ``flash_encryption_key_bits`` (key file sizes), ``encrypted_write_align``,
@@ -88,7 +89,8 @@ class Chip(_ChipFields):
 
     @property
     def default_mmu_page_size(self) -> int:
-        return self.mmu_page_sizes[-1]
+        # 64 KiB on every chip (esptool's IROM_ALIGN), even where larger pages exist (ESP32-S31).
+        return 64 * KB if 64 * KB in self.mmu_page_sizes else self.mmu_page_sizes[-1]
 
     @property
     def configurable_mmu(self) -> bool:
@@ -245,6 +247,72 @@ CHIPS: dict[str, Chip] = {
             secure_boot_v2=("rsa3072", "ecdsa192", "ecdsa256"),
             flash_encryption_key_bits=(256, 512),
             riscv_march="rv32imafc",
+        ),
+        # The chips below: image values as esptool 5.6.0 has them (a test compares); Secure
+        # Boot schemes and key sizes from ESP-IDF's soc_caps.h (H4) or, where not yet
+        # published, from the eFuse key purposes esptool lists (XTS_AES_256 -> 512-bit keys,
+        # ECDSA P-384 purposes -> ecdsa384).
+        Chip(
+            "esp32h21", "ESP32-H21", 25, "riscv", 0x0,
+            irom_map=(0x42000000, 0x43000000), drom_map=(0x42000000, 0x43000000),
+            memory_map=(
+                (0x0, 0x10000, "PADDING"), (0x42000000, 0x43000000, "DROM"),
+                (0x40800000, 0x40850000, "DRAM"), (0x40800000, 0x40850000, "BYTE_ACCESSIBLE"),
+                (0x40000000, 0x40020000, "DROM_MASK"), (0x40000000, 0x40020000, "IROM_MASK"),
+                (0x42000000, 0x43000000, "IROM"), (0x40800000, 0x40850000, "IRAM"),
+                (0x50000000, 0x50001000, "RTC_IRAM"), (0x50000000, 0x50001000, "RTC_DRAM"),
+                (0x40800000, 0x40850000, "MEM_INTERNAL"),
+            ),
+            flash_freqs=_FREQ_48_24,
+            mmu_page_sizes=(8 * KB, 16 * KB, 32 * KB, 64 * KB),
+            secure_boot_v2=("rsa3072", "ecdsa192", "ecdsa256"),
+            riscv_march="rv32imac",
+        ),
+        Chip(
+            "esp32h4", "ESP32-H4", 28, "riscv", 0x2000,
+            irom_map=(0x42000000, 0x44000000), drom_map=(0x42000000, 0x44000000),
+            memory_map=(
+                (0x0, 0x10000, "PADDING"), (0x42000000, 0x44000000, "DROM"),
+                (0x40810000, 0x40860000, "DRAM"), (0x40810000, 0x40860000, "BYTE_ACCESSIBLE"),
+                (0x40000000, 0x40020000, "DROM_MASK"), (0x40000000, 0x40020000, "IROM_MASK"),
+                (0x42000000, 0x44000000, "IROM"), (0x40810000, 0x40860000, "IRAM"),
+                (0x40810000, 0x40860000, "MEM_INTERNAL"),
+            ),
+            flash_freqs=_FREQ_48_24,
+            mmu_page_sizes=(8 * KB, 16 * KB, 32 * KB, 64 * KB),
+            secure_boot_v2=("rsa3072", "ecdsa192", "ecdsa256"),
+            riscv_march="rv32imafc",
+        ),
+        Chip(
+            "esp32s31", "ESP32-S31", 32, "riscv", 0x2000,
+            irom_map=(0x40000000, 0x54000000), drom_map=(0x40000000, 0x54000000),
+            memory_map=(
+                (0x0, 0x10000, "PADDING"), (0x40000000, 0x54000000, "DROM"),
+                (0x2F000000, 0x2F080000, "DRAM"), (0x2F000000, 0x2F080000, "BYTE_ACCESSIBLE"),
+                (0x2F800000, 0x2F850000, "DROM_MASK"), (0x2F800000, 0x2F850000, "IROM_MASK"),
+                (0x40000000, 0x54000000, "IROM"), (0x2F000000, 0x2F080000, "IRAM"),
+                (0x2E000000, 0x2E008000, "RTC_IRAM"), (0x2E000000, 0x2E008000, "RTC_DRAM"),
+            ),
+            flash_freqs=_FREQ_NO26,
+            mmu_page_sizes=(32 * KB, 64 * KB, 128 * KB, 256 * KB),
+            secure_boot_v2=("rsa3072", "ecdsa256", "ecdsa384"),
+            flash_encryption_key_bits=(256, 512),
+            riscv_march="rv32imafc",
+        ),
+        Chip(
+            # esptool derives its ESP32-E22 class from the ESP32's (Xtensa).
+            "esp32e22", "ESP32-E22", 31, "xtensa", 0x0,
+            irom_map=(0x3C000000, 0x40000000), drom_map=(0x3C000000, 0x40000000),
+            memory_map=(
+                (0x0, 0x10000, "PADDING"), (0x3C000000, 0x40000000, "DROM"),
+                (0x31000000, 0x31200000, "DRAM"), (0x31000000, 0x31200000, "BYTE_ACCESSIBLE"),
+                (0x30000000, 0x30120000, "DROM_MASK"), (0x30000000, 0x30120000, "IROM_MASK"),
+                (0x3C000000, 0x40000000, "IROM"), (0x30FE0000, 0x31200000, "IRAM"),
+                (0xC0000000, 0xC0008000, "RTC_IRAM"), (0xC0000000, 0xC0008000, "RTC_DRAM"),
+            ),
+            flash_freqs=_FREQ_STD,
+            secure_boot_v2=("rsa3072", "ecdsa256"),
+            flash_encryption_key_bits=(256, 512),
         ),
     )
 }

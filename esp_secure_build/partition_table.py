@@ -567,10 +567,11 @@ def verify(table: PartitionTable, path: PathLike = None, *, secure: str | None =
         raise EspSecureError(f"more than one factory app partition: {', '.join(p.name for p in factories)}", path)
     for p in table.find_type(DATA, SUBTYPE_NVS_KEYS):
         if not p.encrypted:
-            raise EspSecureError(
-                f"Partition {p.name} invalid: nvs_keys partition must be flagged 'encrypted' "
-                "(otherwise the NVS keys are stored in plaintext)",
-                path,
+            # ESP-IDF accepts it, and the device encrypts nvs_keys whenever flash encryption
+            # is on (flash_encrypted says so): a valid ESP-IDF table must build.
+            warnings.append(
+                f"WARNING: Partition {p.name}: nvs_keys partition not flagged 'encrypted'; it is flash-encrypted "
+                "anyway when flash encryption is on (flag it to say so)"
             )
     return warnings
 

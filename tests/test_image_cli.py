@@ -31,6 +31,7 @@ def test_chip_table_matches_esptool_targets() -> None:
         " [list(m) for m in c.MEMORY_MAP], c.FLASH_FREQUENCY, c.FLASH_ENCRYPTED_WRITE_ALIGN] for n, c in D.items() if n != 'esp8266'}))"
     )
     ref = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert sorted(CHIPS) == sorted(ref)  # every chip esptool knows (e.g. ESP32-S31, image chip id 32)
     for name, chip in CHIPS.items():
         ours = [chip.image_chip_id, chip.bootloader_offset, [*chip.irom_map, *chip.drom_map],
                 [list(m) for m in chip.memory_map], chip.flash_freqs, chip.encrypted_write_align]  # fmt: skip
@@ -165,3 +166,21 @@ def test_reader_reports_v1_signature() -> None:
     info = read_image((SECURE / "bootloader_signed.bin").read_bytes())
     assert info.v1_signature is not None and len(info.v1_signature) == 64
     assert not info.signature_blocks
+
+
+@pytest.mark.parametrize("chip", ["esp32s31", "esp32h4", "esp32h21", "esp32e22"])
+def test_image_info_names_every_chip_esptool_knows(tmp_path: Path, chip: str) -> None:
+    """An image esptool 5.6.0 made for a newer chip (ESP32-S31: image chip id 32) is named, not "unknown"."""
+    from conftest import run_oracle
+
+    info = CHIPS[chip]
+    iram = next(start for start, _end, name in info.memory_map if name == "IRAM") + 0x100
+    machine = EM_RISCV if info.arch == "riscv" else EM_XTENSA
+    (tmp_path / "a.elf").write_bytes(write_elf([Sec(".iram0.text", iram, b"\x13\x00\x00\x00" * 16)], machine, iram))
+    run_oracle("esptool", "--chip", chip, "elf2image", "-o", tmp_path / "ref.bin", tmp_path / "a.elf")
+    proc = run_cli("image-info", tmp_path / "ref.bin")
+    assert proc.returncode == 0, proc.stderr
+    assert info.title in proc.stdout and "unknown chip" not in proc.stdout
+    ours = run_cli("--chip", chip, "elf2image", "-o", tmp_path / "ours.bin", tmp_path / "a.elf")
+    assert ours.returncode == 0, ours.stderr
+    assert (tmp_path / "ours.bin").read_bytes() == (tmp_path / "ref.bin").read_bytes()

@@ -108,6 +108,14 @@ def test_stdout_output() -> None:
     assert proc.stdout == (PT_DIR / "good-idf-singleapp.bin").read_bytes()
 
 
+def test_nvs_keys_not_flagged_encrypted_is_a_warning() -> None:
+    """ESP-IDF accepts it; the device encrypts nvs_keys anyway, and so does the release."""
+    table = pt.parse_csv("nvs, data, nvs, 0x9000, 0x6000\nnvs_key, data, nvs_keys, 0xF000, 0x1000\n")
+    warnings = pt.verify(table, "t.csv")
+    assert len(warnings) == 1 and "nvs_key" in warnings[0] and "not flagged 'encrypted'" in warnings[0]
+    assert [p.name for p in table.encrypted_partitions()] == ["nvs_key"]
+
+
 def test_flash_encrypted_partitions() -> None:
     table = pt.parse_csv((PT_DIR / "good-idf-two-ota-encr-nvs.csv").read_text())
     assert [p.name for p in table.encrypted_partitions()] == ["otadata", "factory", "ota_0", "ota_1", "nvs_key"]
@@ -123,7 +131,6 @@ def test_flash_encrypted_partitions() -> None:
     ("csv", "needle"),
     [
         ("factory, app, factory, , 1M\nfactory2, app, factory, , 1M\n", "more than one factory"),
-        ("nvs_key, data, nvs_keys, , 0x1000\n", "nvs_keys partition must be flagged 'encrypted'"),
         ("a, app, factory, 0x10000, 1M\nb, data, fat, 0x80000, 64K\n", "Partitions overlap"),
         ("a, data, fat, 0x9800, 4K\n", "not aligned"),
         ("a, app, factory, , 0x1800\n", "Size 0x1800 is not aligned to 0x1000"),

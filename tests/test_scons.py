@@ -107,7 +107,7 @@ def test_descriptor_variable_rebuilds_descriptor_only(project: Path) -> None:
     assert sorted(steps(proc)) == sorted([
         "ESP-APPDESC build/esp32c3/app_desc.S", "AS build/esp32c3/app_desc.o", "LINK build/esp32c3/app.elf",
         "ESP-IMAGE build/esp32c3/app-unsigned.bin", "ESP-SIGN build/release/app.bin",
-        "ESP-APPDESC build/esp32c3/bootloader_desc.S", "AS build/esp32c3/bootloader_desc.o",
+        "ESP-BOOTDESC build/esp32c3/bootloader_desc.S", "AS build/esp32c3/bootloader_desc.o",
         "LINK build/esp32c3/bootloader.elf", "ESP-IMAGE build/esp32c3/bootloader-unsigned.bin",
         "ESP-SIGN build/release/bootloader.bin", *sorted(set(APP_TAIL + BOOT_TAIL)),
     ])  # fmt: skip

@@ -35,6 +35,9 @@ def generate(env: Any) -> None:
     """Add the esp-secure construction variables, builders and methods to ``env``."""
     import importlib
 
+    from .common import install_one_line_errors
+
+    install_one_line_errors()
     for name in BUILDER_MODULES:
         importlib.import_module(f"{__name__}.{name}").generate(env)
 

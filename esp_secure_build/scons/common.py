@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +86,44 @@ def refuse_known_key(env: Any, kind: str, data: bytes, path: object = None) -> N
         from ..secure_boot.published_keys import SCONS_OVERRIDE, refuse_weak_or_published
 
         refuse_weak_or_published(kind, data, path, SCONS_OVERRIDE)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def install_one_line_errors() -> None:
+    """Make mistakes found while the SConstruct is read one line, exit status 2.
+
+    SCons prints a Python stack frame under a UserError and a 30-line traceback for
+    the TypeError its node lookup raises when a directory is named where a file is
+    expected (``nvs.csv``, a key file). Those, and the project's own error, are a
+    user's mistake whose message names the file: only they are changed; any other
+    exception in an SConstruct still gets SCons's traceback.
+    """
+    import SCons.Script.Main as main
+    from SCons.Script import _SConscript as sconscript  # the module (SCons.Script.SConscript is a function)
+
+    if getattr(main, "_esp_secure_one_line", False):
+        return
+    user_error, sconscript_exception = main._scons_user_error, sconscript.SConscript_exception
+
+    def one_line_user_error(e: Exception) -> None:
+        tb = sys.exc_info()[2]
+        frames = traceback.extract_tb(tb) if tb else []
+        if frames and os.path.abspath(frames[-1].filename).startswith(_PACKAGE_DIR + os.sep):
+            sys.stderr.write(f"\nscons: *** {e}\n")
+            sys.exit(2)
+        user_error(e)
+
+    def one_line_exception(file: Any = sys.stderr) -> None:
+        value = sys.exc_info()[1]
+        if isinstance(value, EspSecureError) or (
+            isinstance(value, TypeError) and " found where " in str(value) and " expected" in str(value)
+        ):
+            file.write(f"scons: *** {' '.join(str(value).split()).rstrip('.:')}\n")
+            return  # SCons exits with status 2
+        sconscript_exception(file)
+
+    main._scons_user_error = one_line_user_error
+    sconscript.SConscript_exception = one_line_exception
+    main._esp_secure_one_line = True

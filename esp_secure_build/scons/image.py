@@ -19,7 +19,7 @@ Construction variables (defaults in brackets):
 ``ESP_PROJECT_NAME`` [app], ``ESP_PROJECT_VERSION`` [1.0.0], ``ESP_SECURE_VERSION`` [0],
 ``ESP_IDF_VER`` [esp-secure-build <version>], ``ESP_BOOTLOADER_VERSION`` [1]
     Descriptor fields. Build date and time come from ``SOURCE_DATE_EPOCH`` when set.
-``ESP_IMAGE_COMSTR``, ``ESP_APPDESC_COMSTR``
+``ESP_IMAGE_COMSTR``, ``ESP_APPDESC_COMSTR``, ``ESP_BOOTDESC_COMSTR``
     The one line printed per step.
 """
 
@@ -152,6 +152,7 @@ def generate(env: Any) -> None:
         ESP_SECURE_VERSION=0,
         ESP_IMAGE_COMSTR="ESP-IMAGE $TARGET",
         ESP_APPDESC_COMSTR="ESP-APPDESC $TARGET",
+        ESP_BOOTDESC_COMSTR="ESP-BOOTDESC $TARGET",
         INSTALLSTR="INSTALL $TARGET",
     )
     env["BUILDERS"]["EspImage"] = SCons.Builder.Builder(
@@ -166,7 +167,7 @@ def generate(env: Any) -> None:
         suffix=".S",
     )
     env["BUILDERS"]["EspBootloaderDesc"] = SCons.Builder.Builder(
-        action=core_action(_build_bootloader_desc, "ESP_APPDESC_COMSTR", []),
+        action=core_action(_build_bootloader_desc, "ESP_BOOTDESC_COMSTR", []),
         emitter=_bootloader_desc_emitter,
         suffix=".S",
     )

@@ -178,7 +178,10 @@ def esp_release(
     artifacts: list[Any] = []
     # V1 signs only the app; the bootloader is protected by the digest below.
     # The app is checked before it is signed: Secure Boot padding, anti-rollback ($ESP_PREVIOUS_MANIFEST).
-    app_bin = env.SignedImage(path("app.bin"), app, ESP_APP_CHECKS=True) if version else env.InstallAs(path("app.bin"), app)
+    # The app must fit its partition: checked when app.bin is made, so a failed build writes none.
+    app_size = table_csv.find(app_partition).size
+    fit = {"ESP_APP_PARTITION": app_partition, "ESP_APP_PARTITION_SIZE": app_size}
+    app_bin = env.SignedImage(path("app.bin"), app, ESP_APP_CHECKS=True, **fit) if version else env.InstallAs(path("app.bin"), app)
     sign_boot = version == 2
     boot_bin = env.SignedImage(path("bootloader.bin"), bootloader) if sign_boot else env.InstallAs(path("bootloader.bin"), bootloader)
     artifacts += [app_bin, boot_bin]

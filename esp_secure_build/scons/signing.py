@@ -28,6 +28,9 @@ Construction variables (defaults in brackets):
     ``EspRelease`` signs its app with ``ESP_APP_CHECKS=True``: the unsigned app must carry
     Secure Boot padding, and its secure version must not be lower than the one in
     ``ESP_PREVIOUS_MANIFEST`` (the last release's ``manifest.json``, a dependency).
+``ESP_APP_PARTITION`` [unset], ``ESP_APP_PARTITION_SIZE`` [unset]
+    The partition the signed image goes to and its size: a signed image that does not
+    fit fails here, before anything is written (``EspRelease`` sets both).
 ``ESP_SIGN_COMSTR``, ``ESP_DIGEST_COMSTR``, ``ESP_PROVISION_COMSTR``
     The one line printed per step.
 
@@ -191,7 +194,15 @@ def _build_signed(target: Any, source: Any, env: Any) -> None:
 
         previous = _previous_manifest(env)
         check_app_image(data, env_str(env, "ESP_CHIP"), _version(env), previous.abspath if previous else None, src)
-    write_atomic(target[0].get_abspath(), sign_image(data, env, src))
+    signed = sign_image(data, env, src)
+    limit = env_int(env, "ESP_APP_PARTITION_SIZE", 0)
+    if limit and len(signed) > limit:
+        raise EspSecureError(
+            f"signed, the image is {len(signed):#x} bytes: larger than partition "
+            f"{env_str(env, 'ESP_APP_PARTITION', '?')!r} ({limit:#x} bytes)",
+            src,
+        )
+    write_atomic(target[0].get_abspath(), signed)
 
 
 def _signed_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:

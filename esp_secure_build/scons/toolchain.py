@@ -90,7 +90,9 @@ def esp_program(env: Any, target: str, sources: list[Any], linker_script: str, *
     script = env.File(linker_script)
     program = env.Program(target, sources, LINKFLAGS=[*env["LINKFLAGS"], "-T", script.abspath, f"-Wl,-Map={env.File(target).abspath}.map"], **kwargs)
     env.Depends(program, script)
-    env.SideEffect(env.File(target).abspath + ".map", program)
+    link_map = env.File(target).abspath + ".map"
+    env.SideEffect(link_map, program)
+    env.Clean(program, link_map)  # SCons removes side effects' files on -c only when told
     return program
 
 
