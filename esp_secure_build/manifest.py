@@ -233,4 +233,58 @@ def load(path: str) -> dict[str, Any]:
         raise EspSecureError(f"manifest is not JSON ({exc.msg}, line {exc.lineno})", path) from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list) or not isinstance(data.get("flash"), list):
         raise EspSecureError("manifest has no 'files' and 'flash' lists (made by an older version? rebuild)", path)
+    problem = _shape_problem(data)
+    if problem:
+        raise EspSecureError(f"manifest: {problem}", path)
     return data
+
+
+def _is_hex(value: Any) -> bool:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        return False
+    try:
+        return int(value, 16) >= 0
+    except ValueError:
+        return False
+
+
+def _safe_path(value: Any) -> bool:
+    """A relative path inside the release folder ("/" separators, no "..", nothing absolute)."""
+    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value or "\0" in value:
+        return False
+    return all(part not in ("", ".", "..") for part in value.split("/"))
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What in a manifest does not have the types verify-release reads (see docs/manifest.md), or None."""
+    if not isinstance(data.get("chip"), str):
+        return "'chip' is not a string"
+    for entry in data["files"]:
+        if not isinstance(entry, dict) or not _safe_path(entry.get("file")):
+            return f"files entry {entry!r:.60} has no relative 'file' path inside the release"
+        if not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str):
+            return f"files entry {entry['file']!r} has no integer 'size' and 'sha256'"
+        if entry.get("offset") is not None and not _is_hex(entry["offset"]):
+            return f"files entry {entry['file']!r} has an 'offset' that is not a hex string"
+    for entry in data["flash"]:
+        if not isinstance(entry, dict) or not _safe_path(entry.get("file")) or not isinstance(entry.get("region"), str):
+            return f"flash entry {entry!r:.60} has no 'region' and relative 'file'"
+        if not _is_hex(entry.get("offset")):
+            return f"flash entry {entry['region']!r} has no hex 'offset'"
+    for name in ("secure_boot", "flash_encryption", "app"):
+        if data.get(name) is not None and not isinstance(data[name], dict):
+            return f"'{name}' is not an object"
+    sb = data.get("secure_boot") or {}
+    if not isinstance(sb.get("version", 0), int) or not isinstance(sb.get("key_digests", []), list):
+        return "'secure_boot' has no integer 'version' and 'key_digests' list"
+    if not all(isinstance(d, str) for d in sb.get("key_digests", [])):
+        return "'secure_boot.key_digests' holds something that is not a hex string"
+    if data.get("partition_table_offset") is not None and not _is_hex(data["partition_table_offset"]):
+        return "'partition_table_offset' is not a hex string"
+    nvs = data.get("nvs_encryption", [])
+    if not isinstance(nvs, list) or not all(isinstance(n, dict) for n in nvs):
+        return "'nvs_encryption' is not a list of objects"
+    conf = (data.get("flash_encryption") or {}).get("flash_crypt_conf", 0xF)
+    if not isinstance(conf, int) or not 0 <= conf <= 0xF:
+        return "'flash_encryption.flash_crypt_conf' is not 0..15"
+    return None

@@ -9,6 +9,7 @@ chip's view can tell, and checks that the named check fails.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -378,3 +379,60 @@ def test_verification_failure_fails_the_build(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "verify-release build/release: manifest: " in proc.stderr and "old-app.bin is not part" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- hostile input: only the project's own error escapes --------------------------------------------
+
+
+def test_manifest_with_hostile_entries_is_a_failed_check(sample: Path, tmp_path: Path) -> None:
+    rel = Rel(sample, "esp32c3", tmp_path)
+    good = json.loads((rel.dir / "manifest.json").read_text())
+    cases = [
+        {"files": [{"file": "../../../etc/passwd", "size": 1, "sha256": "00"}]},
+        {"files": [{"file": "/etc/passwd", "size": 1, "sha256": "00"}]},
+        {"flash": [{"region": "factory", "file": "app.bin"}]},
+        {"flash": [{"region": "factory", "file": "app.bin", "offset": "ten"}]},
+        {"secure_boot": {"version": "2", "key_digests": []}},
+        {"secure_boot": ["x"]},
+        {"chip": 5},
+        {"chip": "esp8266"},
+        {"flash_encryption": {"scheme": "XTS-AES-128", "flash_crypt_conf": 99}},
+    ]
+    for change in cases:
+        (rel.dir / "manifest.json").write_text(json.dumps({**good, **change}))
+        report = rel.verify()
+        assert [c.name for c in report.failures] == ["manifest"], (change, report.table())
+
+
+def test_parsers_raise_only_project_errors() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from esp_secure_build.errors import EspSecureError
+    from esp_secure_build.nvs.layout import NvsWriter, check_partition
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300), st.lists(st.sampled_from([b":", b"00", b"01", b"04", b"FF", b"\n", b"G"]), max_size=40))
+    def hex_input(data: bytes, tokens: list[bytes]) -> None:
+        for text in (data, b"".join(tokens)):
+            with contextlib.suppress(EspSecureError):
+                read_hex(text)
+
+    writer = NvsWriter(0x3000)
+    writer.add_single(0, b"config", 0x01, b"")  # not a real namespace entry: only the layout matters here
+    writer.add_primitive(1, b"count", "u8", 7)
+    writer.add_single(1, b"name", 0x21, b"esp-secure-sample\0")
+    writer.add_blob(1, b"blob", bytes(range(200)))
+    valid = writer.finish()
+    assert check_partition(valid)[1] == 3
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, len(valid) - 1), st.integers(1, 255))
+    def nvs_mutation(where: int, flip: int) -> None:
+        data = bytearray(valid)
+        data[where] ^= flip
+        with contextlib.suppress(EspSecureError):
+            check_partition(bytes(data))
+
+    hex_input()
+    nvs_mutation()
