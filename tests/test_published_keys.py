@@ -200,3 +200,16 @@ def test_scons_refuses_known_secret_keys_and_names_its_override(tmp_path: Path) 
     assert "--allow-published-key" not in proc.stderr
     assert not (tmp_path / "build/nvs.bin").exists()
     assert scons(tmp_path, "allow=1").returncode == 0
+
+
+@pytest.mark.parametrize("value", [1, 2**100 + 12345, int.from_bytes(b"\x42" * 32, "big")], ids=["one", "low-half-zero", "constant"])
+def test_ecdsa_signing_key_without_entropy_is_refused(tmp_path: Path, value: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.derive_private_key(value, ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "weak.pem").write_bytes(pem)
+    out = tmp_path / "signed.bin"
+    argv = ["sign-data", "--version", "2", "--keyfile", tmp_path / "weak.pem", "-o", out, UNSIGNED]
+    assert_one_line_error(run_cli(*argv, allow_published_key=False), "weak.pem", "no entropy", "--allow-published-key")
+    assert not out.exists()

@@ -138,10 +138,10 @@ def _sign_data(args: argparse.Namespace, chip: Chip | None) -> int:
         chosen = [_hsm_signer(args)]
 
     if not args.allow_published_key:
-        from ..secure_boot.published_keys import refuse_published
+        from ..secure_boot.published_keys import refuse_known_signer
 
         for i, signer in enumerate(chosen):
-            refuse_published(signer.public_key(), getattr(signer, "name", None) or f"signing key {i + 1}")
+            refuse_known_signer(signer, getattr(signer, "name", None) or f"signing key {i + 1}")
 
     if version == 1:
         if len(chosen) > 1:

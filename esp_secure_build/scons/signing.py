@@ -106,7 +106,7 @@ def _dependencies(env: Any) -> list[Any]:
 def signers(env: Any) -> list[Any]:
     """One signer per ``ESP_SIGNING_KEYS`` entry, refusing published keys unless allowed."""
     from ..secure_boot.keys import load_public_key
-    from ..secure_boot.published_keys import SCONS_OVERRIDE, refuse_published
+    from ..secure_boot.published_keys import SCONS_OVERRIDE, refuse_known_signer
     from ..secure_boot.signers import CommandSigner, LocalKeySigner, Pkcs11Signer
 
     result = []
@@ -125,7 +125,7 @@ def signers(env: Any) -> list[Any]:
         else:
             signer = CommandSigner(spec["command"], load_public_key(spec["public_key"]), name=spec["command"].split()[0])
         if not env_bool(env, "ESP_ALLOW_PUBLISHED_KEY"):
-            refuse_published(signer.public_key(), getattr(signer, "name", None), SCONS_OVERRIDE)
+            refuse_known_signer(signer, getattr(signer, "name", None), SCONS_OVERRIDE)
         result.append(signer)
     if not result:
         raise EspSecureError("ESP_SIGNING_KEYS is empty: name the key file(s), PKCS#11 config or external signer")

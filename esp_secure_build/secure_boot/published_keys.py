@@ -94,6 +94,19 @@ def refuse_published(public_key: object, name: str | None = None, override: str 
         )
 
 
+def refuse_known_signer(signer: object, name: str | None = None, override: str = CLI_OVERRIDE) -> None:
+    """Refuse a signer whose key anyone can know: published, or an ECDSA key without entropy."""
+    refuse_published(signer.public_key(), name, override)  # type: ignore[attr-defined]
+    private = getattr(signer, "private_key", None)
+    scalar = getattr(private, "private_numbers", None)
+    if scalar is not None and hasattr(private, "curve"):
+        value = scalar().private_value
+        weak = _weak(value.to_bytes((private.curve.key_size + 7) // 8, "big"))  # type: ignore[attr-defined]
+        if weak:
+            raise EspSecureError(f"ECDSA signing key has no entropy ({weak}): anyone can guess it", name,
+                                 hint=f"make a new key; {override} only for tests")  # fmt: skip
+
+
 # -- secret (symmetric) keys -------------------------------------------------------------
 PUBLISHED_SECRET_KEYS: dict[str, str] = {
     "18f3c96989c9277af8340212de514cbc992ec61f99d63c75ac37c1694f597eee": "esptool's test key 256bit_key.bin",
@@ -151,7 +164,10 @@ def is_published_secret_key(kind: str, data: bytes) -> str | None:
 
 def weak_secret_key(kind: str, data: bytes) -> str | None:
     """Why a key has no entropy (all bytes equal, or either half), or None."""
-    key = _key_bytes(kind, data)
+    return _weak(_key_bytes(kind, data))
+
+
+def _weak(key: bytes) -> str | None:
     if not key:
         return "it is empty"
     if len(set(key)) == 1:
