@@ -305,8 +305,8 @@ def _rebuild_tampered(env: Any, folder: str, nodes: list[Any]) -> None:
     todo = list(nodes)
     while todo:
         node = todo.pop()
-        if node in seen or not node.has_builder():
-            continue
+        if node in seen or not node.has_builder() or node.precious:
+            continue  # precious targets (key files) are the user's to change
         seen.add(node)
         todo += [n for n in node.sources if hasattr(n, "has_builder")]
         try:
