@@ -16,7 +16,7 @@ import struct
 from collections import namedtuple
 from collections.abc import Callable
 
-from .chips import FLASH_MODES, FLASH_SIZES, Chip, chip_by_image_id
+from .chips import FLASH_MODES, FLASH_SIZES, MAX_FLASH_SIZE, Chip, chip_by_image_id
 from .descriptors import APP_DESC_MAGIC, APP_DESC_SIZE, AppDesc, BootloaderDesc, parse_app_desc
 from .elf import MACHINE_ARCH, ElfImage
 from .errors import EspSecureError
@@ -142,6 +142,9 @@ def elf_to_image(
 ) -> bytes:
     """Build the image bytes ``esptool --chip <chip> elf2image`` builds from ``elf``."""
     options = options or ImageOptions()
+    if options.pad_to_size is not None and not 0 < options.pad_to_size <= MAX_FLASH_SIZE:
+        # esptool: "Unknown size 0"; beyond the largest flash the image could never be flashed.
+        raise EspSecureError(f"pad-to-size {options.pad_to_size:#x} must be more than 0 and at most {MAX_FLASH_SIZE:#x}")
     if MACHINE_ARCH[elf.machine] != chip.arch:
         raise EspSecureError(
             f"is a {MACHINE_ARCH[elf.machine]} ELF but {chip.title} is {chip.arch}; build it with the {chip.arch} compiler",

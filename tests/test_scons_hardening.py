@@ -118,3 +118,19 @@ def test_esp32_v1_summary_says_what_protects_the_bootloader() -> None:
     lines = summary_lines(manifest)
     assert "  bootloader.bin: protected by the Secure Boot V1 bootloader digest" in lines
     assert not any("not signed" in line for line in lines)
+
+
+@pytest.mark.parametrize("size", ["0", "0x100000000"])
+def test_pad_to_size_zero_or_beyond_any_flash_is_refused_by_the_builder(tmp_path: Path, size: str) -> None:
+    from conftest import VECTORS
+    from sconsutil import TOOL_HEADER
+
+    (tmp_path / "app.elf").write_bytes((VECTORS / "esptool/elf2image/esp32-app-template.elf").read_bytes())
+    (tmp_path / "SConstruct").write_text(
+        TOOL_HEADER + f"env.Replace(ESP_CHIP='esp32', ESP_PAD_TO_SIZE={size!r})\nenv.EspImage('app.bin', 'app.elf')\n"
+    )
+    proc = scons(tmp_path)
+    assert proc.returncode == 2
+    errors = _error_lines(proc)
+    assert len(errors) == 1 and "pad-to-size" in errors[0], proc.stderr
+    assert not (tmp_path / "app.bin").exists()
