@@ -107,3 +107,33 @@ def test_hsm_errors(softhsm, tmp_path):
     assert_one_line_error(cli("sign-data", "--version", "1", "--hsm", "--hsm-config", bad, "--output",
                               tmp_path / "x.bin", SI / "bootloader.bin"), "V1")  # fmt: skip
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_hsm_signers_in_parallel_threads(softhsm) -> None:  # type: ignore[no-untyped-def]
+    """scons -j (PlatformIO always builds in parallel) signs from several threads of one process.
+
+    PKCS#11 login is per application: two sessions logging in at once fail (CKR_USER_ALREADY_LOGGED_IN).
+    """
+    import hashlib
+    import threading
+
+    from esp_secure_build.secure_boot.signers import Pkcs11Signer, verify_digest
+
+    errors: list[str] = []
+    digest = hashlib.sha256(b"parallel").digest()
+
+    def work(label: str) -> None:
+        signer = Pkcs11Signer.from_config_file(softhsm[label])
+        try:
+            for _ in range(6):
+                if not verify_digest(signer.public_key(), digest, signer.sign_digest(digest)):
+                    errors.append(f"{label}: signature does not verify")
+        except Exception as exc:  # the test reports every failure, of any kind
+            errors.append(f"{label}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(label,)) for label in ("sb-rsa", "sb-ec") * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
@@ -260,11 +261,19 @@ def _import_pkcs11():  # type: ignore[no-untyped-def]
     return pkcs11
 
 
+# PKCS#11 login state belongs to the application, not the session: a second thread logging
+# in while a session is open fails (CKR_USER_ALREADY_LOGGED_IN), and closing the last session
+# logs the other out. scons -j (PlatformIO always builds in parallel) signs from several
+# threads, so one token conversation at a time.
+_PKCS11_LOCK = threading.RLock()
+
+
 class Pkcs11Signer:
     """Signs on a PKCS#11 token; the private key never leaves it.
 
     RSA uses CKM_RSA_PKCS_PSS (SHA-256, MGF1-SHA-256, salt 32) on the digest; ECDSA
-    uses CKM_ECDSA on the digest (the token picks the nonce). One session per call.
+    uses CKM_ECDSA on the digest (the token picks the nonce). One session per call,
+    one call at a time in a process (:data:`_PKCS11_LOCK`).
     """
 
     def __init__(self, config: dict[str, str], name: str = "<hsm>"):
@@ -311,7 +320,7 @@ class Pkcs11Signer:
         if self._pub is None:
             pkcs11 = _import_pkcs11()
             label = self.config.get("label_pubkey") or self.config["label"]
-            with self._session() as session:
+            with _PKCS11_LOCK, self._session() as session:
                 obj = self._find(session, pkcs11.ObjectClass.PUBLIC_KEY, label)
                 self._pub = _pkcs11_public_key(pkcs11, obj, self.name)
             scheme_of(self._pub, self.name)
@@ -320,7 +329,7 @@ class Pkcs11Signer:
     def sign_digest(self, digest: bytes) -> bytes:
         pkcs11 = _import_pkcs11()
         pub = self.public_key()
-        with self._session() as session:
+        with _PKCS11_LOCK, self._session() as session:
             key = self._find(session, pkcs11.ObjectClass.PRIVATE_KEY, self.config["label"])
             try:
                 if isinstance(pub, rsa.RSAPublicKey):
