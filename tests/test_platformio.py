@@ -303,3 +303,11 @@ def test_signing_key_in_a_pkcs11_token(tmp_path, softhsm) -> None:  # type: igno
         check = run_oracle("espsecure", "verify-signature", "--version", "2", "--keyfile",
                            release / "secure_boot_key0.pub.pem", release / image)  # fmt: skip
         assert "verification successful" in check.stdout.lower(), check.stdout
+
+
+def test_readme_shows_the_example_extra_script() -> None:
+    """The two lines README.md tells a user to write are the ones the tests build with."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Using it with PlatformIO") :]
+    block = section[section.index("```python\n") + len("```python\n") :]
+    assert block[: block.index("```")] == (REPO / "examples" / "platformio" / "esp_secure.py").read_text()
