@@ -207,3 +207,73 @@ def write_atomic(path: PathLike, data: bytes, mode: int | None = None, *, in_pla
 def write_text_atomic(path: PathLike, text: str, mode: int | None = None) -> None:
     """Atomic write of UTF-8 text."""
     write_atomic(path, text.encode("utf-8"), mode)
+
+
+def write_new(path: PathLike, data: bytes, mode: int = 0o600, what: str = "key file") -> None:
+    """Create ``path`` holding ``data``; refuse if anything (a file, a dangling link) is there.
+
+    For key files: no key ever replaces another, even when two processes make the
+    same file at once. The data goes to a temporary file first and is hard-linked
+    into place, which fails when the name exists, so a reader never sees a partial
+    key either. ``mode`` is exact, whatever the umask.
+    """
+    target = os.fspath(path)
+    if os.path.lexists(target):
+        raise EspSecureError(f"{what} already exists; not replacing it", path)
+    folder = os.path.dirname(target) or "."
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise EspSecureError(f"cannot write {what}: {exc.strerror}", path) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, target)  # atomic, and fails if the name exists
+        except FileExistsError:
+            raise EspSecureError(f"{what} already exists; not replacing it", path) from None
+        except OSError:  # a file system without hard links: exclusive creation of the name itself
+            _write_exclusive(target, data, mode, what)
+    except OSError as exc:
+        raise EspSecureError(f"cannot write {what}: {exc.strerror}", path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _write_exclusive(target: str, data: bytes, mode: int, what: str) -> None:
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise EspSecureError(f"{what} already exists; not replacing it", target) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        raise
+
+
+def make_private_dir(path: PathLike) -> None:
+    """Create the folder ``path`` for keys (parents as usual): mode 0700 whatever the umask.
+
+    A folder that exists already is left as it is.
+    """
+    target = os.path.abspath(os.fspath(path))
+    if os.path.isdir(target):
+        return
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.mkdir(target, 0o700)
+        os.chmod(target, 0o700)  # the umask may have taken bits away; never adds any, but be exact
+    except FileExistsError:
+        if not os.path.isdir(target):
+            raise EspSecureError("is not a folder", path) from None
+    except OSError as exc:
+        raise EspSecureError(f"cannot create the keys folder: {exc.strerror}", path) from None

@@ -15,11 +15,13 @@ import fnmatch
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
 from .chips import Chip
+from .devkeys import KIND_TITLES
 from .errors import EspSecureError
 from .fileio import read_bytes
 from .image import read_image
@@ -184,7 +186,9 @@ def build_manifest(
         "app": app,
         "source_date_epoch": release.get("source_date_epoch"),
         "build_time_source": release.get("build_time_source"),
+        **({"build_time_commit": release["build_time_commit"]} if release.get("build_time_commit") else {}),
         "development_keys": release.get("development_keys"),
+        "development_key_kinds": list(release.get("development_key_kinds", [])),
         "images": image_entries,
         "flash": flash,
         "files": sorted(files.values(), key=lambda f: f["file"]),
@@ -214,8 +218,15 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
             lines.append(f"  CA certificate: {c['subject']}, not after {c['not_after']}, SHA-256 {c['sha256'][:23]}…")
         for warning in cert.get("warnings", []):
             lines.append(f"  WARNING: {warning}")
+    if manifest.get("source_date_epoch") is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(manifest["source_date_epoch"]))
+        source = manifest.get("build_time_source")
+        source = {"git": f"the last git commit {manifest.get('build_time_commit', '')[:12]}",
+                  "fixed": "fixed: no SOURCE_DATE_EPOCH, not a git checkout"}.get(source, source)  # fmt: skip
+        lines.append(f"  build time: {when} ({source})")
     if manifest.get("development_keys"):
-        lines.append("  WARNING: built with DEVELOPMENT keys; never ship this release")
+        kinds = ", ".join(KIND_TITLES.get(k, k) for k in manifest.get("development_key_kinds", []))
+        lines.append(f"  WARNING: built with DEVELOPMENT keys{f' ({kinds})' if kinds else ''}; never ship this release")
     return lines
 
 

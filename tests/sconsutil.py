@@ -30,13 +30,23 @@ def copy_sample(dest: Path) -> Path:
     return dest / "sample_project"
 
 
-def scons(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run scons in ``project``; returns the completed process (stdout and stderr as text)."""
+def scons(
+    project: Path, *args: str, env: dict[str, str] | None = None, source_date_epoch: str | None = "1764115200",
+    umask: int | None = None,
+) -> subprocess.CompletedProcess:
+    """Run scons in ``project``; returns the completed process (stdout and stderr as text).
+
+    ``source_date_epoch``: the default unless ``env`` has one; None: unset. ``umask``: the build's.
+    """
     run_env = dict(os.environ if env is None else env)
-    run_env.setdefault("SOURCE_DATE_EPOCH", "1764115200")
+    if source_date_epoch is None:
+        run_env.pop("SOURCE_DATE_EPOCH", None)
+    else:
+        run_env.setdefault("SOURCE_DATE_EPOCH", source_date_epoch)
     return subprocess.run(
-        [sys.executable, "-m", "SCons", "-Q", *args], cwd=project, capture_output=True, text=True, env=run_env
-    )
+        [sys.executable, "-m", "SCons", "-Q", *args], cwd=project, capture_output=True, text=True, env=run_env,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )  # fmt: skip
 
 
 def steps(proc: subprocess.CompletedProcess) -> list[str]:

@@ -12,7 +12,7 @@ import argparse
 from .. import flash_encryption as fe
 from ..chips import get_chip
 from ..errors import EspSecureError
-from ..fileio import read_bytes, read_key_bytes, refuse_inputs, write_atomic
+from ..fileio import read_bytes, read_key_bytes, refuse_inputs, write_atomic, write_new
 from .common import add_allow_published, add_option, parse_int, refuse_known_key
 
 
@@ -22,7 +22,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
             "-l", "--keylen", type=int, default=256,
             help="key length in bits: 128, 192 (ESP32 3/4 coding scheme), 256 or 512 (default 256)",
         )  # fmt: skip
-        parser.add_argument("key_file", metavar="KEY-FILE", help="key file to write (mode 0600)")
+        parser.add_argument("key_file", metavar="KEY-FILE", help="key file to create (mode 0600); an existing file is refused")
         return
     decrypting = name == "decrypt-flash-data"
     parser.add_argument("-k", "--keyfile", required=True, help="file with the flash encryption key")
@@ -48,7 +48,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         key = fe.generate_key(args.keylen)
         if args.chip != "auto":
             fe.check_key_for_chip(key, get_chip(args.chip))
-        write_atomic(args.key_file, key, mode=0o600)
+        write_new(args.key_file, key, mode=0o600)  # never over an existing file: it may be a key
         print(f"Wrote {args.keylen}-bit random key to {args.key_file} (mode 0600).")
         return 0
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EspSecureError
-from ..fileio import check_output, read_bytes, write_atomic
+from ..fileio import check_output, read_bytes, write_atomic, write_new
 from ..nvs.generate import generate_partition, load_hmac_key, load_keys, parse_size
 from ..nvs.layout import MIN_RW_SIZE
 from .common import add_allow_published, add_option, refuse_known_key
@@ -195,9 +195,9 @@ def _write_keys(args: argparse.Namespace, keys: NvsKeys, hmac_key: bytes | None,
             raise EspSecureError("two outputs of this command would be the same file", path)
         check_output(path)
     if hmac_path is not None and hmac_key is not None:
-        write_atomic(hmac_path, hmac_key, mode=0o600)
+        write_new(hmac_path, hmac_key, mode=0o600)
         print(f"Created HMAC key: ===> {hmac_path}")
-    write_atomic(key_path, keys.partition(), mode=0o600)
+    write_new(key_path, keys.partition(), mode=0o600)
     print(f"Created encryption keys: ===> {key_path}")
     return key_path
 

@@ -25,9 +25,9 @@ except ImportError:  # pragma: no cover - plain Python import without SCons
     pass
 
 
-# One module per group of builders, each with generate(env).
+# One module per group of builders, each with generate(env); production first: it takes the build lock.
 BUILDER_MODULES = (
-    "image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest", "release", "idf",
+    "production", "image", "toolchain", "signing", "encryption", "partitions", "factory", "nvs", "certs", "manifest", "release", "idf",
 )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import SCons.Action
 import SCons.Errors
@@ -42,6 +42,15 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
 
     run.__name__ = func.__name__
     return SCons.Action.Action(run, f"${comstr_var}", varlist=varlist)
+
+
+def fail(message: object) -> NoReturn:
+    """A configuration error while the SConstruct is read: one line, exit status 2.
+
+    (``SCons.Errors.UserError`` would add a ``File "...", line N`` line.)
+    """
+    print(f"scons: *** {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def first_node(value: Any) -> Any:
@@ -81,8 +90,11 @@ def env_bool(env: Any, name: str, default: bool = False) -> bool:
 
 
 def refuse_known_key(env: Any, kind: str, data: bytes, path: object = None) -> None:
-    """Refuse a secret key anyone can know (no entropy, or published) unless ESP_ALLOW_PUBLISHED_KEY."""
-    if not env_bool(env, "ESP_ALLOW_PUBLISHED_KEY"):
+    """Refuse a secret key anyone can know (no entropy, or published) unless ESP_ALLOW_PUBLISHED_KEY
+    (which ESP_REQUIRE_PRODUCTION_KEYS overrides)."""
+    from .production import production_mode
+
+    if production_mode(env) or not env_bool(env, "ESP_ALLOW_PUBLISHED_KEY"):
         from ..secure_boot.published_keys import SCONS_OVERRIDE, refuse_weak_or_published
 
         refuse_weak_or_published(kind, data, path, SCONS_OVERRIDE)

@@ -17,8 +17,10 @@ Construction variables (defaults in brackets):
     ESP32 only: the ``FLASH_CRYPT_CONF`` eFuse value.
 ``ESP_ENCRYPT_COMSTR`` ["ESP-ENCRYPT $TARGET"]
 
-``env.EspDevFlashEncryptionKey(path)`` makes a development key once (mode 0600),
-when the SConstruct is read, and never replaces it.
+``env.EspDevFlashEncryptionKey(path)`` makes a development key once (mode 0600, in a
+0700 folder), when the SConstruct is read, records it as a development key
+(:mod:`esp_secure_build.devkeys`) and never replaces it; with
+``ESP_REQUIRE_PRODUCTION_KEYS`` it makes none.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import SCons.Errors
 
 from ..chips import get_chip
 from ..errors import EspSecureError
-from ..fileio import read_bytes, read_key_bytes, write_atomic
-from .common import core_action, env_int, env_str, first_node, refuse_known_key
+from ..fileio import read_bytes, read_key_bytes, write_atomic, write_new
+from .common import core_action, env_int, env_str, fail, first_node, refuse_known_key
 from .partitions import load_table, region, table_node
+from .production import new_key_folder, record_generated, refuse_generation
 
 ENCRYPT_VARS = ["ESP_CHIP", "ESP_FLASH_CRYPT_CONF", "ESP_PARTITION", "ESP_PARTITION_TABLE_OFFSET"]
 
@@ -90,17 +93,20 @@ def _dev_key(env: Any, target: str, bits: int | None = None) -> Any:
 
     node = env.File(target)
     env.NoCache(node)
-    if env.GetOption("clean") or env.GetOption("help") or os.path.exists(node.abspath):
+    if env.GetOption("clean") or env.GetOption("help") or os.path.lexists(node.abspath):
         return node
     chip = get_chip(env_str(env, "ESP_CHIP"))
     bits = bits or (256 if 256 in chip.flash_encryption_key_bits else chip.flash_encryption_key_bits[0])
-    if bits not in chip.flash_encryption_key_bits:
-        raise SCons.Errors.UserError(f"{chip.title} takes {chip.flash_encryption_key_bits}-bit keys, not {bits}")
-    os.makedirs(os.path.dirname(node.abspath), exist_ok=True)
     try:
-        write_atomic(node.abspath, generate_key(bits), mode=0o600)
+        if bits not in chip.flash_encryption_key_bits:
+            raise EspSecureError(f"{chip.title} takes {chip.flash_encryption_key_bits}-bit keys, not {bits}")
+        refuse_generation(env, "flash encryption key", node.abspath, "ESP_FLASH_ENCRYPTION_KEY")
+        new_key_folder(node.abspath)
+        key = generate_key(bits)
+        write_new(node.abspath, key, mode=0o600)  # exclusive: never replaces a key made meanwhile
+        record_generated(node.abspath, "flash_encryption", key)
     except EspSecureError as exc:
-        raise SCons.Errors.UserError(str(exc)) from None
+        fail(exc)
     sys.stdout.write(
         f"{'!' * 78}\n!! DEVELOPMENT flash encryption key created: {os.path.relpath(node.abspath)} ({bits} bits).\n"
         "!! Anyone with this file reads the flash of devices that hold it. Keep production keys out of builds:\n"

@@ -18,7 +18,9 @@ Construction variables (defaults in brackets):
     The remaining elf2image options.
 ``ESP_PROJECT_NAME`` [app], ``ESP_PROJECT_VERSION`` [1.0.0], ``ESP_SECURE_VERSION`` [0],
 ``ESP_IDF_VER`` [esp-secure-build <version>], ``ESP_BOOTLOADER_VERSION`` [1]
-    Descriptor fields. Build date and time come from ``SOURCE_DATE_EPOCH`` when set.
+    Descriptor fields. The build date and time are reproducible (:func:`build_time`):
+    ``SOURCE_DATE_EPOCH`` (construction or environment variable) when set, else the last
+    git commit's time when the project is a git checkout, else 1980-01-01 00:00:00 UTC.
 ``ESP_IMAGE_COMSTR``, ``ESP_APPDESC_COMSTR``, ``ESP_BOOTDESC_COMSTR``
     The one line printed per step.
 """
@@ -36,7 +38,7 @@ from ..chips import get_chip
 from ..descriptors import build_app_desc, build_bootloader_desc, data_asm
 from ..errors import EspSecureError
 from ..fileio import write_atomic, write_text_atomic
-from .common import core_action, env_bool, env_int, env_str
+from .common import core_action, env_bool, env_int, env_str, fail
 
 IMAGE_VARS = [
     "ESP_CHIP", "ESP_FLASH_MODE", "ESP_FLASH_FREQ", "ESP_FLASH_SIZE", "ESP_MIN_REV_FULL",
@@ -90,15 +92,26 @@ def _build_image(target: Any, source: Any, env: Any) -> None:
     write_atomic(target[0].get_abspath(), image)
 
 
-def source_date_epoch(env: Any) -> int | None:
-    """``$SOURCE_DATE_EPOCH`` (or the environment's), None when unset."""
+_BUILD_TIMES: dict[tuple[str, str], Any] = {}
+
+
+def build_time(env: Any) -> Any:
+    """The project's :class:`~esp_secure_build.buildtime.BuildTime`, never the clock (one git call per build)."""
+    from ..buildtime import build_time as resolve
+
     text = env_str(env, "SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise EspSecureError(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds") from None
+    top = env.Dir("#").abspath
+    if (top, text) not in _BUILD_TIMES:
+        try:
+            _BUILD_TIMES[top, text] = resolve(top, text)
+        except EspSecureError as exc:
+            fail(exc)
+    return _BUILD_TIMES[top, text]
+
+
+def source_date_epoch(env: Any) -> int:
+    """The build time the descriptors hold (seconds since 1970, UTC): see :func:`build_time`."""
+    return build_time(env).epoch
 
 
 def _app_desc_params(env: Any) -> dict[str, Any]:

@@ -81,7 +81,7 @@ import SCons.Errors
 import SCons.Scanner
 
 from ..errors import EspSecureError
-from ..fileio import read_bytes, write_atomic
+from ..fileio import make_private_dir, read_bytes, write_atomic, write_new
 from ..nvs import NvsBuilder, NvsKeys, load_hmac_key, load_keys, parse_size, random_hmac_key, read_nvs_csv
 from ..nvs.generate import referenced_files
 from ..nvs.layout import MIN_RW_SIZE
@@ -95,6 +95,7 @@ from ..nvs.mfg import (
     read_mfg_config,
 )
 from .common import core_action, env_bool, env_int, env_str, refuse_known_key
+from .production import new_key_folder, record_generated, refuse_generation
 
 NVS_VARS = ["ESP_NVS_SIZE", "ESP_NVS_VERSION", "ESP_NVS_FILE_DIR"]
 MFG_VARS = [*NVS_VARS, "ESP_NVS_MFG_KEYGEN", "ESP_NVS_MFG_HMAC_KEYGEN"]
@@ -273,6 +274,15 @@ def _replace_hint(env: Any) -> str:
     return f"to replace them on purpose run `scons {alias}`" if alias else "remove the file to replace them"
 
 
+def _write_key(path: str, data: bytes) -> None:
+    """A new key file is created exclusively (no key ever replaces another); an existing one
+    is only ever rewritten with the same keys (``_plan_keys`` checked)."""
+    if os.path.lexists(path):
+        write_atomic(path, data, mode=0o600)
+    else:
+        write_new(path, data, mode=0o600)
+
+
 def _build_keys(target: Any, source: Any, env: Any) -> None:
     node = target[0]
     path = str(node)
@@ -280,9 +290,12 @@ def _build_keys(target: Any, source: Any, env: Any) -> None:
         path, _derived_keys(env, source), _built_before(node), env_bool(env, "ESP_NVS_ALLOW_NEW_KEYS"),
         _replace_hint(env),
     )  # fmt: skip
+    if data == b"":  # new random keys: a development key
+        refuse_generation(env, "NVS keys", path, "the keys source (env.NvsKeys(file, source) or ESP_NVS_HMAC_KEY)")
     if data is not None:
-        write_atomic(path, data or keys.partition(), mode=0o600)
+        _write_key(path, data or keys.partition())
     if data == b"":
+        record_generated(path, "nvs_keys", keys.partition())
         _note(f"new NVS keys in {node}: back this file up; devices flashed with it need it for every NVS update")
 
 
@@ -313,15 +326,19 @@ def _replace_keys_action(env: Any, node: Any, source: list[Any]) -> SCons.Action
                 keys = load_keys(str(key_sources[0]))
             data = keys.partition()
             backup = None
+            if not key_sources:
+                refuse_generation(env, "NVS keys", path, "the keys source (env.NvsKeys(file, source) or ESP_NVS_HMAC_KEY)")
             if os.path.exists(path):
                 old = read_bytes(path, "NVS keys file")
                 if old == data:
                     _note(f"{node} already holds these keys")
                     return 0
                 backup = _backup_name(path)
-                write_atomic(backup, old, mode=0o600)
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            write_atomic(path, data, mode=0o600)
+                write_new(backup, old, mode=0o600)
+            new_key_folder(path)
+            write_atomic(path, data, mode=0o600)  # the one place a key is replaced: on purpose, old one kept
+            if not key_sources:
+                record_generated(path, "nvs_keys", data)
         except EspSecureError as exc:
             raise SCons.Errors.BuildError(node=target[0], errstr=str(exc), exitstatus=2) from None
         _note(f"new NVS keys in {node}" + (f"; the old keys are kept in {backup}" if backup else ""))
@@ -342,6 +359,14 @@ def _keys_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[A
     if hmac is not None:
         source = [hmac]
     node = target[0]
+    # What the keys come from, for the release's key checks (production mode, development keys).
+    origin = "hmac" if hmac is not None else ("keys" if source else "random")
+    node.attributes.esp_nvs_keys_origin = (origin, source[0].get_abspath() if source else None)
+    if not env.GetOption("clean") and not env.GetOption("help"):
+        try:
+            new_key_folder(node.get_abspath())  # before SCons makes it 0755
+        except EspSecureError as exc:
+            _die(exc)
     _protect_key_file(env, node)
     alias = env_str(env, "ESP_NVS_KEYS_REPLACE_ALIAS")
     if alias:
@@ -394,7 +419,7 @@ def _build_mfg_device(target: Any, source: Any, env: Any) -> None:
         if env_bool(env, "ESP_NVS_MFG_HMAC_KEYGEN"):
             hmac_node = target[3]
             hmac_path = str(hmac_node)
-            if os.path.exists(hmac_path):
+            if os.path.lexists(hmac_path):
                 hmac_key = load_hmac_key(hmac_path)
             elif _built_before(hmac_node) and not allow:
                 raise EspSecureError(
@@ -423,7 +448,10 @@ def _build_mfg_device(target: Any, source: Any, env: Any) -> None:
     done: list[str] = []
     try:
         for node, data, mode in writes:
-            write_atomic(node.get_abspath(), data, mode)
+            if mode is None:
+                write_atomic(node.get_abspath(), data)
+            else:
+                _write_key(node.get_abspath(), data)
             done.append(node.get_abspath())
     except BaseException:
         for path in done:  # all or nothing for this device (new keys never reached it)
@@ -485,6 +513,8 @@ def nvs_mfg(env: Any, target: Any, source: Any, **overrides: Any) -> list[Any]:
             seen.add(ident)
             paths = device_paths(outdir, prefix, ident)
             outs = [str(paths["bin"]), str(paths["csv"])]
+            if keygen and not env.GetOption("clean") and not env.GetOption("help"):
+                make_private_dir(paths["keys"].parent)  # before SCons makes it 0755
             if keygen:
                 outs.append(str(paths["keys"]))
                 if hmac_keygen:

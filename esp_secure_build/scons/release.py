@@ -58,6 +58,12 @@ Layout of ``folder``: ``app.bin``, ``bootloader.bin`` (signed plaintext),
 ``flash_args``, ``flasher_args.json``, ``provisioning/efuse-script.sh`` (ESP-IDF's
 release-mode eFuse sequence as espefuse commands) and ``provisioning/README.txt``, key
 digests, ``manifest.json``. Secrets (the V1 eFuse key) go to ``$ESP_KEYS_DIR``, never here.
+
+The keys it uses are checked when the SConstruct is read (:mod:`.production`): with
+``ESP_REQUIRE_PRODUCTION_KEYS`` a development key, a published key or a private key
+file group/others can read stops the build; otherwise a release made with development
+keys says so in the build's last line and in the manifest (``development_keys``). The
+manifest also says where the build time came from (``build_time_source``).
 """
 
 from __future__ import annotations
@@ -69,9 +75,11 @@ from typing import Any
 import SCons.Builder
 import SCons.Errors
 
+from ..devkeys import KIND_TITLES
 from ..errors import EspSecureError
-from .common import core_action, env_bool, env_int, env_str, first_node
-from .image import source_date_epoch
+from .common import core_action, env_bool, env_int, env_str, fail, first_node
+from .image import build_time
+from .production import KeyUse, check_keys, summary_at_exit
 
 
 def _read_table(env: Any, partitions: Any, version: int) -> tuple[Any, bool]:
@@ -145,6 +153,30 @@ def _build_erased(target: Any, source: Any, env: Any) -> None:
     write_atomic(target[0].get_abspath(), b"\xff" * source[0].read())
 
 
+def _key_uses(env: Any, version: int, nvs: dict[str, tuple[str, Any]]) -> list[KeyUse]:
+    """Every key file the release uses: signing, flash encryption, NVS keys and their source."""
+    from .signing import key_specs
+
+    uses = []
+    for spec in key_specs(env) if version else []:
+        if "file" in spec:
+            uses.append(KeyUse("signing", spec["file"]))
+        elif "public_key" in spec:  # an external signer: its public key says whose key it is
+            uses.append(KeyUse("signing", spec["public_key"], public_only=True))
+    if env.get("ESP_FLASH_ENCRYPTION_KEY"):
+        uses.append(KeyUse("flash_encryption", env.File(first_node(env["ESP_FLASH_ENCRYPTION_KEY"])).abspath))
+    for _, keys in nvs.values():
+        if keys is None:
+            continue
+        node = env.File(first_node(keys))
+        origin, source = getattr(node.attributes, "esp_nvs_keys_origin", (None, None))
+        if origin in ("hmac", "keys"):
+            uses.append(KeyUse("nvs_hmac" if origin == "hmac" else "nvs_keys", source))
+        pending = origin == "random" and not os.path.lexists(node.abspath)
+        uses.append(KeyUse("nvs_keys", node.abspath, pending=pending))
+    return uses
+
+
 def esp_release(
     env: Any,
     folder: str,
@@ -172,6 +204,12 @@ def esp_release(
     _check_chain(env, version, encrypt, bootloader, [keys for _csv, keys in (nvs or {}).values()])
     table_csv, table_is_binary = _read_table(env, partitions, version)
     app_partition = app_partition or _first_app(table_csv)
+    dev: list[KeyUse] = []
+    if not env.GetOption("clean") and not env.GetOption("help"):
+        try:
+            dev = check_keys(env, _key_uses(env, version, nvs or {}))
+        except EspSecureError as exc:
+            fail(exc)
     def path(name: str) -> str:
         return os.path.join(folder, name)
 
@@ -265,9 +303,11 @@ def esp_release(
         "secure_boot_version": version,
         "nvs_encryption": [{"partition": name, "keys_partition": keys_part, "scheme": "XTS-AES-256 (NVS)"}
                            for name, _, keys in nvs_parts if keys is not None],
-        "source_date_epoch": source_date_epoch(env),
-        "build_time_source": "SOURCE_DATE_EPOCH" if source_date_epoch(env) is not None else "build host clock",
-        "development_keys": env_bool(env, "ESP_DEVELOPMENT_KEYS"),
+        "source_date_epoch": build_time(env).epoch,
+        "build_time_source": build_time(env).source,
+        **({"build_time_commit": build_time(env).commit} if build_time(env).commit else {}),
+        "development_keys": bool(dev),
+        "development_key_kinds": [kind for kind in KIND_TITLES if kind in {u.kind for u in dev}],
     }  # fmt: skip
     files = _release_files(env, folder, artifacts)
     manifest = env.EspReleaseManifest(path("manifest.json"), layout, images=[app_bin, boot_bin], artifacts=files,
@@ -278,6 +318,7 @@ def esp_release(
         _rebuild_tampered(env, folder, [*files, first_node(manifest)])
     if not env.GetOption("question"):  # `scons -q` must answer "up to date" when nothing changed
         artifacts.append(_verify_step(env, folder, manifest))
+    summary_at_exit(folder, dev, env.Flatten(artifacts))
     return artifacts
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..chips import Chip
 from ..errors import EspSecureError
-from ..fileio import PathLike, read_key_bytes, write_atomic
+from ..fileio import PathLike, read_key_bytes, write_new
 
 PASSPHRASE_ENV = "ESP_SECURE_KEY_PASSPHRASE"
 
@@ -239,7 +239,7 @@ def generate_signing_key(path: PathLike, version: int = 1, scheme: str | None = 
     if os.path.lexists(path):
         raise EspSecureError("key file already exists; not overwriting it", path)
     key = generate_private_key(scheme)
-    write_atomic(path, private_key_pem(key), mode=0o600)
+    write_new(path, private_key_pem(key), mode=0o600)  # exclusive: a key made meanwhile stays
     return key
 
 
