@@ -85,6 +85,9 @@ EXTRA_ENVS = {
     "strayimage": ["extra_scripts = post:stray_image.py", "    post:esp_secure.py"],
     "relink": [],
     "asprescript": ["extra_scripts = pre:esp_secure.py"],
+    "otherkey": ["custom_esp_expected_key_digests = " + "ab" * 32],
+    # Anti-rollback against the main environment's release (secure version 1).
+    "rollback": ["custom_esp_secure_version = 0", "custom_esp_previous_manifest = .pio/build/esp32c3/release/manifest.json"],
     # Classic ESP32: bootloader at 0x1000, AES-256 flash encryption with tweak, no Secure Boot.
     "esp32": ["board = esp32dev", "custom_esp_secure_boot = 0",
               "custom_esp_flash_encryption_key = keys/esp32_flash_encryption_key.bin"],
@@ -250,21 +253,24 @@ def test_flash_release_runs_write_flash_in_the_release(pio) -> None:  # type: ig
     assert (release / "flash_args").is_file()
 
 
-@pytest.mark.parametrize(("name", "needle"), [
-    ("unstated", "custom_esp_bootloader_verifies_app is not set"),
-    ("noverify", "custom_esp_bootloader_verifies_app = no"),
-    ("idfnosb", "built without Secure Boot (CONFIG_SECURE_BOOT off)"),  # the sdkconfig wins over the option
-    ("strayimage", "FLASH_EXTRA_IMAGES: "),
-    ("asprescript", "from a post: extra script"),
+@pytest.mark.parametrize(("name", "needle", "absent"), [
+    ("unstated", "custom_esp_bootloader_verifies_app is not set", "release"),
+    ("noverify", "custom_esp_bootloader_verifies_app = no", "release"),
+    ("idfnosb", "built without Secure Boot (CONFIG_SECURE_BOOT off)", "release"),  # the sdkconfig wins over the option
+    ("strayimage", "FLASH_EXTRA_IMAGES: ", "release"),
+    ("asprescript", "from a post: extra script", "release"),
+    # Refused when the build gets there: the signed image is not written.
+    ("otherkey", "which is not an expected key", "release/bootloader.bin"),
+    ("rollback", "secure version 0", "release/app.bin"),
 ])  # fmt: skip
-def test_refused_configurations(pio, name, needle) -> None:  # type: ignore[no-untyped-def]
-    """A bootloader nothing says checks the app, or an image at no known address: one line, no release."""
+def test_refused_configurations(pio, name, needle, absent) -> None:  # type: ignore[no-untyped-def]
+    """Configurations that cannot give a working device: one line naming the problem, nothing written."""
     proc = pio.run("-e", name, "-t", "esp-release")
     assert proc.returncode != 0
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if needle in line]
     assert len(errors) == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert not (pio.project / ".pio" / "build" / name / "release").exists()
+    assert not (pio.project / ".pio" / "build" / name / absent).exists()
 
 
 def test_verify_release(pio) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,12 @@ Options (``custom_esp_*`` in the ``[env]`` section; paths are relative to the pr
     With Secure Boot and a bootloader binary nothing describes: ``yes`` states that it
     was built with Secure Boot and checks the app (the build prints that it assumed
     it); ``no`` refuses to sign. Unset, the build refuses.
+``custom_esp_expected_key_digests``
+    Hex SHA-256 public-key digests every signature must carry (``ESP_EXPECTED_KEY_DIGESTS``):
+    the CI gate that a production release was signed by the production keys.
+``custom_esp_previous_manifest``
+    The last release's ``manifest.json``: an app whose secure version is lower is refused
+    (anti-rollback, ``ESP_PREVIOUS_MANIFEST``).
 ``custom_esp_bootloader`` [the ``$FLASH_EXTRA_IMAGES`` entry at the bootloader offset]
     Another bootloader: an image (``.bin``) or an ELF.
 ``custom_esp_nvs``
@@ -291,6 +297,9 @@ def esp_secure_release(env: Any) -> list[Any]:
         renv["ESP_BOOTLOADER_VERIFIES_APP"] = verifies
     if sdk_path:
         renv["ESP_IDF_SDKCONFIG"] = sdk_path
+    renv["ESP_EXPECTED_KEY_DIGESTS"] = opts.items("expected_key_digests")
+    if opts.get("previous_manifest"):
+        renv["ESP_PREVIOUS_MANIFEST"] = renv.File(opts.path(opts.get("previous_manifest")))
     # Derived secrets (the Secure Boot V1 eFuse key) are named after the release folder, which is
     # "release" in every environment: one folder per environment keeps two from sharing a file.
     renv["ESP_KEYS_DIR"] = renv.Dir(opts.path(opts.get("keys_dir") or os.path.join("keys", "$PIOENV")))
