@@ -175,6 +175,8 @@ def _operate(
         raise EspSecureError(f"flash address {address:#x} is not a multiple of 16")
     data = bytes(data)
     if scheme == SCHEME_XTS:
+        if full_key[: len(full_key) // 2] == full_key[len(full_key) // 2 :]:
+            raise EspSecureError("the two halves of the XTS-AES key are identical (a weak key OpenSSL refuses)", key_path)
         if not data:
             raise EspSecureError("input data is empty")
         if len(data) % 16:
@@ -368,8 +370,6 @@ def _xts(data: bytes, key: bytes, address: int, decrypt: bool) -> bytes:
     """
     half = len(key) // 2
     data_key, tweak_key = key[:half], key[half:]
-    if data_key == tweak_key:
-        raise EspSecureError("the two halves of the XTS-AES key are identical (a weak key OpenSSL refuses)")
 
     pad_left = address % XTS_UNIT
     unit_address = address - pad_left
