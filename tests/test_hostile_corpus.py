@@ -308,7 +308,7 @@ CLI_SLOTS: list[tuple[str, str, list[str]]] = [
     ("encrypt-data", "--chip esp32c3 encrypt-flash-data -x -k {g.flash_key_dot_bin} -a 0x10000 -o {out} {bad}",
      [*DATA, "empty"]),
     ("decrypt-key", "--chip esp32 decrypt-flash-data -k {bad} -a 0x10000 -o {out} {g.app_dot_bin}",
-     [*KEY, "31-byte-key", "zero-key"]),
+     [*KEY, "31-byte-key"]),  # decrypting with a weak key harms nobody: accepted
     ("decrypt-data", "--chip esp32c3 decrypt-flash-data -x -k {g.flash_key_dot_bin} -a 0x10000 -o {out} {bad}",
      [*DATA, "empty"]),
     ("partition-table", "partition-table {bad} {out}",

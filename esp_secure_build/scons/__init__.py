@@ -35,9 +35,10 @@ def generate(env: Any) -> None:
     """Add the esp-secure construction variables, builders and methods to ``env``."""
     import importlib
 
-    from .common import install_one_line_errors
+    from .common import install_one_line_errors, refuse_special_files
 
     install_one_line_errors()
+    refuse_special_files(env)
     for name in BUILDER_MODULES:
         importlib.import_module(f"{__name__}.{name}").generate(env)
 

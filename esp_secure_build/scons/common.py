@@ -53,6 +53,33 @@ def fail(message: object) -> NoReturn:
     raise SystemExit(2)
 
 
+def refuse_special_files(env: Any) -> None:
+    """Make ``env`` refuse a FIFO, device or socket named as a file, with one line.
+
+    SCons reads every source to decide whether a target is up to date: a FIFO
+    hangs the build there and ``/dev/zero`` fills the memory, before any action
+    could check its input. The check wraps the environment's source decider (a
+    later ``env.Decider(...)`` replaces it; the actions still refuse such files).
+    """
+    import os
+    import stat
+
+    decide = env.decide_source
+
+    def decide_source(dependency: Any, target: Any, prev_ni: Any, repo_node: Any = None) -> Any:
+        path = getattr(dependency, "abspath", None)
+        try:
+            mode = os.stat(path).st_mode if path else None
+        except OSError:
+            mode = None
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            error = EspSecureError("is not a regular file (a device, FIFO or socket)", path)
+            raise SCons.Errors.BuildError(node=target, errstr=str(error), exitstatus=2)
+        return decide(dependency, target, prev_ni, repo_node)
+
+    env.decide_source = decide_source
+
+
 def first_node(value: Any) -> Any:
     """A builder returns a NodeList; the callers here want its (first) node. Strings pass through."""
     return value[0] if not isinstance(value, str) and hasattr(value, "__getitem__") else value
