@@ -137,13 +137,13 @@ def _check_chain(env: Any, version: int, encrypt: bool, bootloader: Any, nvs_key
         print(f"esp-secure: WARNING: {note}", file=sys.stderr)
 
 
-def _first_app(table: Any) -> str:
+def _first_app(table: Any, source: str) -> str:
     from ..partition_table import APP
 
     apps = [p for p in table if p.type == APP]
     factory = [p for p in apps if p.subtype == 0x00]
     if not apps:
-        raise SCons.Errors.UserError("the partition table has no app partition")
+        raise SCons.Errors.UserError(f"{source}: the partition table has no app partition")
     return (factory or apps)[0].name
 
 
@@ -203,7 +203,7 @@ def esp_release(
     encrypt = bool(env.get("ESP_FLASH_ENCRYPTION_KEY"))
     _check_chain(env, version, encrypt, bootloader, [keys for _csv, keys in (nvs or {}).values()])
     table_csv, table_is_binary = _read_table(env, partitions, version)
-    app_partition = app_partition or _first_app(table_csv)
+    app_partition = app_partition or _first_app(table_csv, str(partitions))
     dev: list[KeyUse] = []
     if not env.GetOption("clean") and not env.GetOption("help"):
         try:
