@@ -336,7 +336,7 @@ def test_in_place_and_output_is_input(tmp_path):
     run_oracle("espsecure", "verify-signature", "-v", "2", "-k", key_path("ecdsa256"), data)
     key_copy = tmp_path / "k.pem"
     key_copy.write_bytes(key_path("ecdsa256").read_bytes())
-    assert_one_line_error(cli("sign-data", "-v", "2", "-k", key_copy, "-o", key_copy, UNSIGNED), "overwrite")
+    assert_one_line_error(cli("sign-data", "-v", "2", "-k", key_copy, "-o", key_copy, UNSIGNED), "input of this command")
 
 
 def test_v1_core_rejects_wrong_key_and_version():
