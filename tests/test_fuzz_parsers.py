@@ -500,6 +500,86 @@ def test_flash_encryption_inputs(key: bytes, address: int, data: bytes) -> None:
         only_project_errors(lambda s=scheme: fe.decrypt(data, key, address, s))
 
 
+def _efuse_seed() -> str:
+    """A plausible ESP32-C3 ``espefuse summary --format json``: release mode, one V2 digest, an XTS key."""
+    import json
+
+    doc: dict[str, dict[str, object]] = {
+        "SPI_BOOT_CRYPT_CNT": {"value": "Enable", "raw_value": 7},
+        "SECURE_BOOT_EN": {"value": True},
+        "DIS_PAD_JTAG": {"value": True}, "DIS_USB_JTAG": {"value": True},
+        "DIS_DOWNLOAD_MANUAL_ENCRYPT": {"value": True}, "ENABLE_SECURITY_DOWNLOAD": {"value": True},
+        "RD_DIS": {"value": 1, "raw_value": 1},
+    }  # fmt: skip
+    for n in range(6):
+        purpose = ["XTS_AES_128_KEY", "SECURE_BOOT_DIGEST0", "USER"][min(n, 2)]
+        doc[f"KEY_PURPOSE_{n}"] = {"value": purpose}
+        doc[f"BLOCK_KEY{n}"] = {"value": "??" if n == 0 else bytes(range(n, n + 32)).hex(" "), "readable": n != 0}
+    return json.dumps(doc, indent=1)
+
+
+@FUZZ
+@given(text=mutated_text([_efuse_seed(), "espefuse v5\n" + _efuse_seed()]))
+def test_efuse_summary(text: str) -> None:
+    from esp_secure_build import efuse
+
+    def run() -> None:
+        summary = efuse.parse_efuse_summary(text, "efuse.json")
+        efuse.check_efuse_summary(
+            summary, chip="esp32c3", key_digests=[bytes(range(1, 33))], secure_boot_version=2,
+            flash_encryption=True, xts_key_bits=128, flash_key=bytes(32),
+        )  # fmt: skip
+
+    only_project_errors(run)
+
+
+SDKCONFIG = """\
+CONFIG_SECURE_BOOT=y
+CONFIG_SECURE_BOOT_V2_ENABLED=y
+CONFIG_SECURE_SIGNED_APPS_ECDSA_V2_SCHEME=y
+CONFIG_SECURE_FLASH_ENC_ENABLED=y
+CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y
+CONFIG_NVS_ENCRYPTION=y
+# CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC is not set
+CONFIG_PARTITION_TABLE_OFFSET=0x8000
+CONFIG_IDF_TARGET="esp32c3"
+"""
+
+
+@FUZZ
+@given(text=mutated_text([SDKCONFIG, '{"SECURE_BOOT": true, "SECURE_BOOT_V2_ENABLED": true, "PARTITION_TABLE_OFFSET": 32768}']))
+def test_sdkconfig(text: str) -> None:
+    import tempfile
+
+    from esp_secure_build import chain_guards
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "sdkconfig")
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+
+        def run() -> None:
+            config = chain_guards.read_sdkconfig(path)
+            chain_guards.check_release(
+                secure_boot_version=2, flash_encryption=True, partition_table_offset=0x8000, sdkconfig=config,
+                flash_encryption_key_bytes=32, nvs_encrypted=True,
+            )  # fmt: skip
+            chain_guards.check_signing_schemes(["ecdsa256"], config)
+
+        only_project_errors(run)
+
+
+@FUZZ
+@given(text=mutated_text(['{"keys": [{"file": "k.pem", "kind": "signing", "fingerprint": "ab"}]}']))
+def test_dev_key_record(text: str) -> None:
+    import tempfile
+
+    from esp_secure_build import devkeys
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, devkeys.RECORD_NAME).write_bytes(text.encode("utf-8", "surrogatepass"))
+        only_project_errors(lambda: devkeys.read_record(folder))
+
+
 # --------------------------------------------------------------------------- regressions
 
 CHECKS = {
@@ -553,3 +633,8 @@ def test_seeds_are_valid(nvs_dir: Path, tmp_path: Path) -> None:
         keys.load_public_key_bytes(data, allow_raw_v1=True)
     assert pt.load(PARTITION_SEEDS[1])[0].to_binary() == PARTITION_SEEDS[1]
     assert nvs_crypto.decrypt_partition(_nvs_partition_seed(nvs_dir), _keys())
+    from esp_secure_build import chain_guards, efuse
+
+    assert efuse.parse_efuse_summary(_efuse_seed())["KEY_PURPOSE_1"]["value"] == "SECURE_BOOT_DIGEST0"
+    (tmp_path / "sdkconfig").write_text(SDKCONFIG)
+    assert chain_guards.read_sdkconfig(tmp_path / "sdkconfig")["SECURE_BOOT_V2_ENABLED"] is True

@@ -303,6 +303,7 @@ CSV = ["empty", "random", "directory", "fifo", "missing", "dev-zero", "latin1-cs
 CLI_SLOTS: list[tuple[str, str, list[str]]] = [
     ("elf2image", "--chip esp32c3 elf2image -o {out} {bad}", [*BINARY, "image", "truncated-elf"]),
     ("image-info", "image-info {bad}", [*BINARY, "elf", "truncated-image"]),
+    ("verify-release", "verify-release {bad}", ["empty", "random", "directory", "fifo", "missing", "dev-zero"]),
     ("merge-bin", "--chip esp32c3 merge-bin -o {out} 0x0 {g.app_dot_bin} 0x100000 {bad}", DATA),
     ("sign-data-key", "sign-data --version 2 --keyfile {bad} -o {out} {g.app_dot_bin}", PEM_KEY),
     ("sign-data-data", "sign-data --version 2 --keyfile {g.sk_dot_pem} -o {out} {bad}", [*DATA, "empty", "signed"]),
@@ -477,7 +478,7 @@ def test_good_inputs_pass(tmp_path: Path, good: Good, slot: str, cmd: str) -> No
         "crt-bundle-filter": "filter.csv",
     }  # fmt: skip
     if slot not in goods:
-        pytest.skip("no good stand-in: the command needs an HSM or a precomputed signature")
+        pytest.skip("no good stand-in here: an HSM, a precomputed signature or a whole release folder")
     argv = [sys.executable, "-m", "esp_secure_build", *_cli_argv(cmd, good, str(good.folder / goods[slot]), tmp_path)]
     proc = run_limited(argv, tmp_path)
     assert proc.returncode == 0, (slot, proc.stdout, proc.stderr)
