@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import devkeys
 from ..errors import EspSecureError
-from ..fileio import make_private_dir, read_bytes
+from ..fileio import make_private_dir, read_key_bytes
 from .common import env_bool
 
 LOCK_NAME = ".sconsign.lock"
@@ -142,7 +142,7 @@ def check_keys(env: Any, uses: list[KeyUse]) -> list[KeyUse]:
             problems.append(f"{_rel(use.path)}: the {title} file is readable by group/others (mode {mode:04o}); chmod 600 it")
             if not production:
                 _warn(problems[-1])
-        data = read_bytes(use.path, title)
+        data = read_key_bytes(use.path, title)
         public_key = _public_key_getter(data)
         folders = [os.path.dirname(use.path), *_DEV_DIRS]
         if devkeys.find_development_key(data, folders, public_key if use.kind == "signing" else None):
