@@ -107,6 +107,16 @@ def _file(build_dir: str, name: str, what: str) -> str:
     return path
 
 
+def _section(doc: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """``doc[name]`` as an object ({} when absent or null); anything else is a broken file."""
+    value = doc.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EspSecureError(f"{name!r} is not a JSON object", path)
+    return value
+
+
 def _rev(value: Any, default: int) -> int:
     try:
         return int(str(value), 0) if str(value).strip() else default
@@ -131,7 +141,7 @@ def load_idf_build(build_dir: str) -> IdfBuild:
         chip = get_chip(target)
     except EspSecureError:
         raise EspSecureError(f"target {target!r} is not a chip esp-secure-build knows", desc_path) from None
-    flasher_chip = flasher.get("extra_esptool_args", {}).get("chip")
+    flasher_chip = _section(flasher, "extra_esptool_args", args_path).get("chip")
     if flasher_chip and flasher_chip != target:
         raise EspSecureError(f"chip {flasher_chip!r} differs from project_description.json's target {target!r}", args_path)
     if config_bool(sdkconfig, "SECURE_BOOT_BUILD_SIGNED_BINARIES"):
@@ -144,9 +154,9 @@ def load_idf_build(build_dir: str) -> IdfBuild:
         if not desc.get(name):
             raise EspSecureError(f"has no {name!r} (a bootloader-only or RAM build?)", desc_path)
 
-    settings = flasher.get("flash_settings") or {}
-    app_entry = flasher.get("app") or {}
-    table_entry = flasher.get("partition-table") or {}
+    settings = _section(flasher, "flash_settings", args_path)
+    app_entry = _section(flasher, "app", args_path)
+    table_entry = _section(flasher, "partition-table", args_path)
     if "offset" not in app_entry or "offset" not in table_entry:
         raise EspSecureError("has no 'app' or 'partition-table' entry with an offset", args_path)
     table_offset = _offset(table_entry["offset"], "partition-table", args_path)
@@ -160,7 +170,7 @@ def load_idf_build(build_dir: str) -> IdfBuild:
         )
     boot_offset = _offset(sdkconfig.get("BOOTLOADER_OFFSET_IN_FLASH", chip.bootloader_offset), "bootloader", sdk_path)
     if "bootloader" in flasher:
-        boot_offset = _offset(flasher["bootloader"].get("offset"), "bootloader", args_path)
+        boot_offset = _offset(_section(flasher, "bootloader", args_path).get("offset"), "bootloader", args_path)
     if boot_offset != chip.bootloader_offset:
         raise EspSecureError(
             f"bootloader offset {boot_offset:#x} is not where the {chip.title} ROM loads it ({chip.bootloader_offset:#x})",

@@ -580,12 +580,81 @@ def test_dev_key_record(text: str) -> None:
         only_project_errors(lambda: devkeys.read_record(folder))
 
 
+IDF_BUILD = {
+    "project_description.json": {"target": "esp32c3", "app_bin": "app.bin", "app_elf": "app.elf",
+                                 "project_name": "p", "project_version": "1", "min_rev": "3", "max_rev": ""},
+    "flasher_args.json": {
+        "flash_settings": {"flash_mode": "dio", "flash_freq": "80m", "flash_size": "4MB"},
+        "app": {"offset": "0x10000", "file": "app.bin"},
+        "partition-table": {"offset": "0x8000", "file": "partition_table/partition-table.bin"},
+        "bootloader": {"offset": "0x0", "file": "bootloader/bootloader.bin"},
+        "storage": {"offset": "0x110000", "file": "storage.bin"},
+        "extra_esptool_args": {"chip": "esp32c3"},
+    },
+    "config/sdkconfig.json": {"PARTITION_TABLE_OFFSET": 32768, "ESPTOOLPY_FLASHSIZE": "4MB"},
+}  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8) | st.sampled_from(["0x8000", "esp32"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["offset", "file", "chip"]), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def idf_builds(draw: st.DrawFn) -> dict[str, object]:
+    """The seed build's three JSON files with a few values (at any depth) replaced by other JSON."""
+    import copy
+
+    docs = copy.deepcopy(IDF_BUILD)
+    for _ in range(draw(st.integers(1, 4))):
+        node: object = docs[draw(st.sampled_from(sorted(docs)))]
+        while isinstance(node, dict) and node:
+            key = draw(st.sampled_from(sorted(node)))
+            if not isinstance(node[key], dict) or draw(st.booleans()):
+                if draw(st.integers(0, 5)) == 0:
+                    del node[key]
+                else:
+                    node[key] = draw(JSON_VALUES)
+                break
+            node = node[key]
+    return docs
+
+
+@FUZZ
+@given(docs=idf_builds())
+def test_idf_build_directory(docs: dict[str, object]) -> None:
+    check_idf_build_docs(docs)
+
+
+def check_idf_build_docs(docs: dict[str, object]) -> None:
+    import json
+    import tempfile
+
+    from esp_secure_build.idf_build import load_idf_build
+
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        for file in ("app.bin", "app.elf", "partition_table/partition-table.bin", "bootloader/bootloader.bin",
+                     "storage.bin"):  # fmt: skip
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_bytes(b"x")
+        for file, doc in docs.items():
+            (folder / file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / file).write_text(doc if isinstance(doc, str) else json.dumps(doc))
+        only_project_errors(lambda: load_idf_build(str(folder)))
+
+
+def check_flasher_args(data: bytes) -> None:
+    """The seed IDF build with ``data`` as its flasher_args.json."""
+    check_idf_build_docs({**IDF_BUILD, "flasher_args.json": data.decode()})
+
+
 # --------------------------------------------------------------------------- regressions
 
 CHECKS = {
     "elf": check_elf, "image": check_image, "signature": check_signature,
     "partition-table": check_partition_table, "certificate": check_certificates, "key": check_keys,
-    "nvs-csv": check_nvs_csv, "hsm-config": check_hsm_config,
+    "nvs-csv": check_nvs_csv, "hsm-config": check_hsm_config, "flasher-args": check_flasher_args,
 }  # fmt: skip
 
 # Inputs that found bugs, replayed every run: (checker, input, what was wrong).
@@ -610,6 +679,18 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
         "hsm-config",
         b"[hsm_config]\npkcs11_lib =% /usr/lib/x.so\nslot = 0\nlabel = k\n",
         "a lone '%': configparser's InterpolationSyntaxError when the section is read",
+    ),
+    (
+        "flasher-args",
+        b'{"app": {"offset": "0x10000", "file": "app.bin"}, "partition-table": {"offset": "0x8000"},'
+        b' "extra_esptool_args": null}',
+        "extra_esptool_args null: AttributeError ('NoneType' has no .get)",
+    ),
+    (
+        "flasher-args",
+        b'{"app": {"offset": "0x10000", "file": "app.bin"}, "partition-table": {"offset": "0x8000"},'
+        b' "bootloader": "0x0"}',
+        "bootloader not an object: AttributeError",
     ),
 ]
 
