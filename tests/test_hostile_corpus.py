@@ -211,7 +211,11 @@ def _bytes(data: bytes | Callable[[Good], bytes]) -> Maker:
 
 
 def _truncated(source: str, keep: float = 0.5) -> Maker:
-    return _bytes(lambda g: Path(getattr(g, source)).read_bytes()[: int(len(Path(getattr(g, source)).read_bytes()) * keep)])
+    def cut(good: Good) -> bytes:
+        data = Path(getattr(good, source)).read_bytes()
+        return data[: int(len(data) * keep)]
+
+    return _bytes(cut)
 
 
 def _copy(source: str) -> Maker:
@@ -265,6 +269,7 @@ KINDS: dict[str, Maker] = {
     "odd-name": _odd_name(_bytes(b"\xff\xfe junk"), "sp ace ké\N{SNOWMAN} -x.bin"),
     # wrong kinds and encodings
     "elf": _copy("app_dot_elf"),
+    "signed": _copy("signed_dot_bin"),
     "image": _copy("app_dot_bin"),
     "cert": _copy("ca_dot_pem"),
     "leaf-cert": _copy("leaf_dot_pem"),
@@ -277,7 +282,7 @@ KINDS: dict[str, Maker] = {
     "truncated-key": _truncated("sk_dot_pem"),
     "truncated-table": _truncated("partitions_dot_bin", 0.03),
     "truncated-nvs": _truncated("nvs_enc_dot_bin"),
-    "31-byte-key": _bytes(os.urandom(31)),
+    "31-byte-key": _bytes(random.Random(31).randbytes(31)),
     "zero-key": _bytes(bytes(32)),
     "ff-key": _bytes(b"\xff" * 32),
     "nvs-zero-keys": _bytes(nvs_crypto.NvsKeys(bytes(32), b"\xff" * 32).partition()),
@@ -404,7 +409,6 @@ CLI_VALUES: list[tuple[str, str, str]] = [
 CLI_CASES = [(f"{slot}-{kind}", cmd, kind, None) for slot, cmd, kinds in CLI_SLOTS for kind in kinds] + [
     (case_id, cmd, None, needle) for case_id, cmd, needle in CLI_VALUES
 ]
-KINDS["signed"] = _copy("signed_dot_bin")
 
 
 def _limits() -> None:
@@ -439,7 +443,7 @@ def assert_refused(proc: subprocess.CompletedProcess, needle: str, what: str) ->
     return lines[0]
 
 
-def _cli_argv(cmd: str, good: Good, bad: str, work: Path) -> list[str]:
+def _cli_argv(cmd: str, good: Good, bad: str) -> list[str]:
     import shlex
 
     text = cmd.format(g=good, out="out.bin", outdir="outdir", bad="\0BAD\0")
@@ -454,7 +458,7 @@ def test_cli(tmp_path: Path, good: Good, case_id: str, cmd: str, kind: str | Non
     if kind:
         needle = Path(bad).name if bad != "/dev/zero" else bad
     before = snapshot(work)
-    argv = [sys.executable, "-m", "esp_secure_build", *_cli_argv(cmd, inputs, bad, work)]
+    argv = [sys.executable, "-m", "esp_secure_build", *_cli_argv(cmd, inputs, bad)]
     proc = run_limited(argv, work)
     assert needle is not None
     assert_refused(proc, needle, case_id)
@@ -481,7 +485,7 @@ def test_good_inputs_pass(tmp_path: Path, good: Good, slot: str, cmd: str) -> No
     }  # fmt: skip
     if slot not in goods:
         pytest.skip("no good stand-in here: an HSM, a precomputed signature or a whole release folder")
-    argv = [sys.executable, "-m", "esp_secure_build", *_cli_argv(cmd, good, str(good.folder / goods[slot]), tmp_path)]
+    argv = [sys.executable, "-m", "esp_secure_build", *_cli_argv(cmd, good, str(good.folder / goods[slot]))]
     proc = run_limited(argv, tmp_path)
     assert proc.returncode == 0, (slot, proc.stdout, proc.stderr)
 
