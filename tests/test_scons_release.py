@@ -279,3 +279,26 @@ def test_extra_images_errors(tmp_path: Path, extra: str, needle: str) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("scons: ***")]
     assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
     assert not (folder / "rel").exists()
+
+
+def test_app_too_large_without_secure_boot_is_found_when_app_bin_is_made(tmp_path: Path) -> None:
+    """No signing step to check the size: the copy into the release checks it, before any encryption."""
+    idf = REPO / "examples/esp-idf-build/hello_world/build"
+    app = idf / "hello_world.bin"
+    folder = tmp_path / "p"
+    folder.mkdir()
+    small = (app.stat().st_size - 1) // 0x10000 * 0x10000  # the largest 64 KiB multiple short of the image
+    assert 0 < small < app.stat().st_size
+    (folder / "partitions.csv").write_text(f"nvs, data, nvs, 0x9000, 0x5000,\nfactory, app, factory, 0x10000, {small:#x},\n")
+    (folder / "fe.bin").write_bytes(os.urandom(32))
+    (folder / "SConstruct").write_text(
+        TOOL_HEADER
+        + "env.Replace(ESP_CHIP='esp32c61', ESP_FLASH_ENCRYPTION_KEY='fe.bin')\n"
+        f"env.EspRelease('rel', app={str(app)!r}, bootloader={str(idf / 'bootloader/bootloader.bin')!r},\n"
+        "               partitions='partitions.csv')\n"
+    )
+    proc = scons(folder)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "hello_world.bin" in proc.stderr and "larger than partition 'factory'" in proc.stderr
+    assert "ESP-ENCRYPT rel/encrypted/app.bin" not in proc.stdout  # found when app.bin is made, not at encryption
+    assert not (folder / "rel" / "app.bin").exists()

@@ -153,6 +153,22 @@ def _build_erased(target: Any, source: Any, env: Any) -> None:
     write_atomic(target[0].get_abspath(), b"\xff" * source[0].read())
 
 
+def _build_app_copy(target: Any, source: Any, env: Any) -> None:
+    """A release without Secure Boot ships the app as it is; it must still fit its partition."""
+    from ..fileio import read_bytes, write_atomic
+
+    src = source[0].get_abspath()
+    data = read_bytes(src, "image")
+    limit = env_int(env, "ESP_APP_PARTITION_SIZE", 0)
+    if limit and len(data) > limit:
+        raise EspSecureError(
+            f"the image is {len(data):#x} bytes: larger than partition "
+            f"{env_str(env, 'ESP_APP_PARTITION', '?')!r} ({limit:#x} bytes)",
+            src,
+        )
+    write_atomic(target[0].get_abspath(), data)
+
+
 def _key_uses(env: Any, version: int, nvs: dict[str, tuple[str, Any]]) -> list[KeyUse]:
     """Every key file the release uses: signing, flash encryption, NVS keys and their source."""
     from .signing import key_specs
@@ -219,7 +235,10 @@ def esp_release(
     # The app must fit its partition: checked when app.bin is made, so a failed build writes none.
     app_size = table_csv.find(app_partition).size
     fit = {"ESP_APP_PARTITION": app_partition, "ESP_APP_PARTITION_SIZE": app_size}
-    app_bin = env.SignedImage(path("app.bin"), app, ESP_APP_CHECKS=True, **fit) if version else env.InstallAs(path("app.bin"), app)
+    if version:
+        app_bin = env.SignedImage(path("app.bin"), app, ESP_APP_CHECKS=True, **fit)
+    else:
+        app_bin = env._EspAppCopy(path("app.bin"), app, **fit)
     sign_boot = version == 2
     boot_bin = env.SignedImage(path("bootloader.bin"), bootloader) if sign_boot else env.InstallAs(path("bootloader.bin"), bootloader)
     artifacts += [app_bin, boot_bin]
@@ -458,6 +477,9 @@ def _verify(target: Any, source: Any, env: Any) -> int:
 
 
 def generate(env: Any) -> None:
-    env.SetDefault(ESP_ERASED_COMSTR="ESP-ERASED $TARGET")
+    env.SetDefault(ESP_ERASED_COMSTR="ESP-ERASED $TARGET", ESP_APP_COPY_COMSTR="ESP-APP $TARGET")
     env["BUILDERS"]["_EspErased"] = SCons.Builder.Builder(action=core_action(_build_erased, "ESP_ERASED_COMSTR", []))
+    env["BUILDERS"]["_EspAppCopy"] = SCons.Builder.Builder(
+        action=core_action(_build_app_copy, "ESP_APP_COPY_COMSTR", ["ESP_APP_PARTITION_SIZE"]), single_source=True
+    )
     env.AddMethod(esp_release, "EspRelease")
