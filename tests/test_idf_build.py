@@ -28,7 +28,7 @@ from esp_secure_build.errors import EspSecureError
 from esp_secure_build.idf_build import load_idf_build
 
 EXAMPLE = REPO / "examples" / "esp-idf-build"
-BUILD = EXAMPLE / "hello_world" / "build"
+BUILD = EXAMPLE / "hello_world" / "idf-build"
 # elf2image as ESP-IDF runs it for this app (esptool_py/project_include.cmake)
 IDF_APP_ARGS = ("--flash-mode", "dio", "--flash-freq", "80m", "--flash-size", "64MB", "--min-rev-full", "100",
                 "--max-rev-full", "199", "--elf-sha256-offset", "0xb0", "--flash-mmu-page-size", "64KB")  # fmt: skip
@@ -44,7 +44,7 @@ def copy_example(dest: Path) -> Path:
 
 
 def edit_sdkconfig(project: Path, **changes: object) -> None:
-    path = project / "hello_world/build/config/sdkconfig.json"
+    path = project / "hello_world/idf-build/config/sdkconfig.json"
     config = json.loads(path.read_text())
     config.update(changes)
     path.write_text(json.dumps(config, indent=4, sort_keys=True))
@@ -171,7 +171,7 @@ def test_guard_release_offset_differs_from_bootloader(tmp_path: Path) -> None:
 def test_guard_signed_partition_table(tmp_path: Path) -> None:
     """PlatformIO's partitions-signed.bin: the table padded to 4 KiB and V2-signed, 8 KiB."""
     project = copy_example(tmp_path)
-    table = project / "hello_world/build/partition_table/partition-table.bin"
+    table = project / "hello_world/idf-build/partition_table/partition-table.bin"
     key = tmp_path / "k.pem"
     run_oracle("espsecure", "generate-signing-key", "--version", "2", "--scheme", "ecdsa256", key)
     signed = tmp_path / "partitions-signed.bin"
@@ -183,7 +183,7 @@ def test_guard_signed_partition_table(tmp_path: Path) -> None:
 
 def test_guard_unpadded_app(tmp_path: Path) -> None:
     project = copy_example(tmp_path)
-    app = project / "hello_world/build/hello_world.bin"
+    app = project / "hello_world/idf-build/hello_world.bin"
     run_oracle("esptool", "--chip", "esp32c61", "elf2image", *IDF_APP_ARGS, "-o", app, BUILD / "hello_world.elf")
     proc = scons(project)
     assert proc.returncode == 2 and "not padded for Secure Boot V2" in proc.stderr and "ESP_SECURE_PAD='v2'" in proc.stderr
@@ -353,7 +353,7 @@ def test_other_flasher_images_go_into_their_partition(tmp_path: Path) -> None:
     """An image flashed with the project (here into phy_init) is carried, encrypted where the device encrypts it;
     one in no partition is named, not dropped silently."""
     project = copy_example(tmp_path)
-    build = project / "hello_world/build"
+    build = project / "hello_world/idf-build"
     (build / "phy_init.bin").write_bytes(bytes(range(256)) * 16)
     flasher = json.loads((build / "flasher_args.json").read_text())
     flasher["phy_init"] = {"offset": "0x10000", "file": "phy_init.bin", "encrypted": "false"}
@@ -391,7 +391,7 @@ def test_padding_guard_agrees_with_esptool_on_esp32(tmp_path: Path, version: int
 )  # fmt: skip
 def test_broken_build_directory_is_one_line(tmp_path: Path, damage, words: tuple[str, ...]) -> None:
     project = copy_example(tmp_path)
-    damage(project / "hello_world/build")
+    damage(project / "hello_world/idf-build")
     refused(scons(project), *words)
 
 

@@ -59,6 +59,8 @@ class Pio:
         self.project = root / "examples" / "platformio"
         shutil.copytree(REPO / "examples" / "platformio", self.project)
         shutil.copytree(REPO / "tests" / "platformio" / "platform", root / "tests" / "platformio" / "platform")
+        for part in ("src", "ld", "bootloader"):  # the platform's start code, linker scripts and bootloader
+            shutil.copytree(REPO / "sample_project" / part, root / "sample_project" / part)
         self.release = self.project / ".pio" / "build" / ENV / "release"
 
     def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:

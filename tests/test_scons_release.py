@@ -200,7 +200,7 @@ def test_plain_release_without_secure_boot_or_encryption(tmp_path: Path) -> None
 def test_ota_layout_from_the_table(tmp_path: Path) -> None:
     """otadata gets an erased, encrypted ota_data_initial.bin; the app goes to ota_0; NVS takes its table size."""
     # Real ESP-IDF images of one chip (the release is verified as that chip reads it).
-    idf = REPO / "examples/esp-idf-build/hello_world/build"
+    idf = REPO / "examples/esp-idf-build/hello_world/idf-build"
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "partitions.csv").write_text(
@@ -232,7 +232,7 @@ def test_ota_layout_from_the_table(tmp_path: Path) -> None:
 
 
 def _extra_images_project(folder: Path, extra: str) -> Path:
-    idf = REPO / "examples/esp-idf-build/hello_world/build"  # real images of one chip: the release is verified
+    idf = REPO / "examples/esp-idf-build/hello_world/idf-build"  # real images of one chip: the release is verified
     folder.mkdir()
     (folder / "partitions.csv").write_text(
         "otadata, data, ota, 0xe000, 0x2000,\nota_0, app, ota_0, 0x10000, 0x100000,\n"
@@ -283,7 +283,7 @@ def test_extra_images_errors(tmp_path: Path, extra: str, needle: str) -> None:
 
 def test_app_too_large_without_secure_boot_is_found_when_app_bin_is_made(tmp_path: Path) -> None:
     """No signing step to check the size: the copy into the release checks it, before any encryption."""
-    idf = REPO / "examples/esp-idf-build/hello_world/build"
+    idf = REPO / "examples/esp-idf-build/hello_world/idf-build"
     app = idf / "hello_world.bin"
     folder = tmp_path / "p"
     folder.mkdir()

@@ -156,16 +156,11 @@ def _build_erased(target: Any, source: Any, env: Any) -> None:
 def _build_app_copy(target: Any, source: Any, env: Any) -> None:
     """A release without Secure Boot ships the app as it is; it must still fit its partition."""
     from ..fileio import read_bytes, write_atomic
+    from .signing import check_fits_partition
 
     src = source[0].get_abspath()
     data = read_bytes(src, "image")
-    limit = env_int(env, "ESP_APP_PARTITION_SIZE", 0)
-    if limit and len(data) > limit:
-        raise EspSecureError(
-            f"the image is {len(data):#x} bytes: larger than partition "
-            f"{env_str(env, 'ESP_APP_PARTITION', '?')!r} ({limit:#x} bytes)",
-            src,
-        )
+    check_fits_partition(len(data), env, src)
     write_atomic(target[0].get_abspath(), data)
 
 

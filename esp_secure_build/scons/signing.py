@@ -200,14 +200,19 @@ def _build_signed(target: Any, source: Any, env: Any) -> None:
         previous = _previous_manifest(env)
         check_app_image(data, env_str(env, "ESP_CHIP"), _version(env), previous.abspath if previous else None, src)
     signed = sign_image(data, env, src)
+    check_fits_partition(len(signed), env, src, "signed, ")
+    write_atomic(target[0].get_abspath(), signed)
+
+
+def check_fits_partition(size: int, env: Any, src: str, how: str = "") -> None:
+    """An app image larger than ``$ESP_APP_PARTITION_SIZE`` (when set) is refused, naming the partition."""
     limit = env_int(env, "ESP_APP_PARTITION_SIZE", 0)
-    if limit and len(signed) > limit:
+    if limit and size > limit:
         raise EspSecureError(
-            f"signed, the image is {len(signed):#x} bytes: larger than partition "
+            f"{how}the image is {size:#x} bytes: larger than partition "
             f"{env_str(env, 'ESP_APP_PARTITION', '?')!r} ({limit:#x} bytes)",
             src,
         )
-    write_atomic(target[0].get_abspath(), signed)
 
 
 def _signed_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:

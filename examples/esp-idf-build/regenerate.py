@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Regenerate hello_world/build/ from its sources (see README.md for the provenance).
+"""Regenerate hello_world/idf-build/ from its sources (see README.md for the provenance).
 
     python regenerate.py [ESPFLASH_GIT_REPOSITORY]
 
 Files are read with ``git show`` at the pinned commit from the repository given (a clone,
 bare or not), or from one commit fetched from GitHub when none is given. Needs
 riscv64-unknown-elf-objcopy (Debian's gcc-riscv64-unknown-elf) and esp-secure-build
-importable. Writes only hello_world/build/.
+importable. Writes only hello_world/idf-build/.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ APP_ELF = "espflash/tests/data/esp32c61"  # ESP-IDF hello_world, built by espfla
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "hello_world"
-BUILD = PROJECT / "build"
+BUILD = PROJECT / "idf-build"  # idf.py names it build/; any name works
 BUILT_AT = "/home/builder/esp/hello_world"  # where the JSON files say the build ran
 IDF_VER = "v5.5.1-838-gd66ebb86d2-dirty"  # the app descriptor's idf_ver
 FLASH = {"flash_mode": "dio", "flash_size": "64MB", "flash_freq": "80m"}  # as espflash built the bootloader

@@ -18,6 +18,9 @@ platform = env.PioPlatform()
 board = env.BoardConfig()
 mcu = board.get("build.mcu", "esp32c3")
 PLATFORM_DIR = platform.get_dir()
+# The stand-in framework's start code, linker scripts and bootloader are the sample project's:
+# one copy in the repository (the test lays sample_project/ out beside tests/ as here).
+SAMPLE_DIR = join(PLATFORM_DIR, "..", "..", "..", "sample_project")
 if mcu == "esp32c3":
     ARCH, PREFIX = "riscv", "riscv64-unknown-elf-"
     COMPILE_ARCH = ["-march=rv32imc_zicsr_zifencei", "-mabi=ilp32"]
@@ -60,7 +63,7 @@ env.Append(
     LINKFLAGS=[*LINK_ARCH, "-nostdlib", "-Wl,--gc-sections"],
 )
 if not env.get("LDSCRIPT_PATH"):
-    env.Replace(LDSCRIPT_PATH=join(PLATFORM_DIR, "ld", f"{mcu}_app.ld"))
+    env.Replace(LDSCRIPT_PATH=join(SAMPLE_DIR, "ld", f"{mcu}_app.ld"))
 
 # Allow user to override via pre:script (as platform-espressif32)
 if env.get("PROGNAME", "program") == "program":
@@ -76,13 +79,13 @@ esptool_image = " ".join([
 env.Append(BUILDERS=dict(ElfToBin=Builder(action=env.VerboseAction(esptool_image, "Building $TARGET"), suffix=".bin")))
 
 # The framework's part: runtime start code, a second-stage bootloader, the partition table.
-env.BuildSources(join("$BUILD_DIR", "runtime"), join(PLATFORM_DIR, "runtime", "common"))
-env.BuildSources(join("$BUILD_DIR", "runtime", ARCH), join(PLATFORM_DIR, "runtime", ARCH))
+START = "start_riscv.S" if ARCH == "riscv" else "start_xtensa.c"
+env.BuildSources(join("$BUILD_DIR", "runtime"), join(SAMPLE_DIR, "src"), src_filter=f"-<*> +<support.c> +<{START}>")
 
 boot_env = env.Clone()
-boot_env.Replace(LINKFLAGS=[*LINK_ARCH, "-nostdlib", "-Wl,--gc-sections", "-T", join(PLATFORM_DIR, "ld", f"{mcu}_bootloader.ld")],
+boot_env.Replace(LINKFLAGS=[*LINK_ARCH, "-nostdlib", "-Wl,--gc-sections", "-T", join(SAMPLE_DIR, "ld", f"{mcu}_bootloader.ld")],
                  LIBS=[])  # fmt: skip
-boot_obj = boot_env.Object(join("$BUILD_DIR", "bootloader", "bootloader.o"), join(PLATFORM_DIR, "bootloader", "bootloader.c"))
+boot_obj = boot_env.Object(join("$BUILD_DIR", "bootloader", "bootloader.o"), join(SAMPLE_DIR, "bootloader", "bootloader.c"))
 boot_elf = boot_env.Program(join("$BUILD_DIR", "bootloader.elf"), boot_obj)
 boot_bin = env.ElfToBin(join("$BUILD_DIR", "bootloader"), boot_elf)
 
