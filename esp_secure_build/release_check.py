@@ -19,7 +19,6 @@ cannot run (no flash key, no V1 key) is "skipped", never passed. Bad input
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -68,44 +67,6 @@ class Report:
 # --- Intel HEX ---------------------------------------------------------------------------------
 
 
-def read_hex(data: bytes, path: str | None = None) -> dict[int, bytes]:
-    """Data records of an Intel HEX file as {address: bytes} (one item per record, merged later).
-
-    Record checksums, types 00-05, and the end record are checked.
-    """
-    out: dict[int, bytes] = {}
-    upper = 0
-    ended = False
-    for number, line in enumerate(data.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        if ended:
-            raise EspSecureError(f"Intel HEX line {number}: data after the end record", path)
-        try:
-            if line[:1] != b":":
-                raise ValueError
-            record = binascii.unhexlify(line[1:])
-        except (ValueError, binascii.Error):
-            raise EspSecureError(f"Intel HEX line {number}: not a record", path) from None
-        if len(record) < 5 or len(record) != record[0] + 5 or sum(record) & 0xFF:
-            raise EspSecureError(f"Intel HEX line {number}: bad length or checksum", path)
-        kind, payload = record[3], record[4:-1]
-        if kind == 0:
-            out[upper + (record[1] << 8 | record[2])] = payload
-        elif kind == 1:
-            ended = True
-        elif kind == 2 and len(payload) == 2:
-            upper = int.from_bytes(payload, "big") << 4
-        elif kind == 4 and len(payload) == 2:
-            upper = int.from_bytes(payload, "big") << 16
-        elif kind not in (3, 5):
-            raise EspSecureError(f"Intel HEX line {number}: unknown record type {kind:#04x}", path)
-    if not ended:
-        raise EspSecureError("Intel HEX file has no end record (truncated?)", path)
-    return out
-
-
 def hex_matches_bin(
     hex_data: bytes, raw: bytes, path: str | None = None, regions: Sequence[tuple[int, bytes]] = ()
 ) -> str | None:
@@ -114,16 +75,16 @@ def hex_matches_bin(
     ``regions`` (what the image was merged from) allow a fast path: when the file is
     exactly our writer's output for them and they make up ``raw``, no parsing is needed.
     """
+    from .ihex import decode, encode
+
     image = bytearray(b"\xff" * len(raw))
     if regions:
-        from .ihex import encode
-
         for address, payload in regions:
             image[address : address + len(payload)] = payload
         if image == raw and encode(regions) == hex_data:
             return None
         image = bytearray(b"\xff" * len(raw))
-    for address, payload in read_hex(hex_data, path).items():
+    for address, payload in decode(hex_data, path).items():
         if address + len(payload) > len(raw):
             return f"has data at {address + len(payload) - 1:#x}, beyond the end of the .bin ({len(raw):#x})"
         image[address : address + len(payload)] = payload

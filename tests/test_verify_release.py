@@ -23,7 +23,8 @@ from sconsutil import copy_sample, release_dir, scons, steps
 from esp_secure_build import flash_encryption as fe
 from esp_secure_build.chips import get_chip
 from esp_secure_build.factory import Region, merge_bin
-from esp_secure_build.release_check import hex_matches_bin, read_hex, verify_release
+from esp_secure_build.ihex import decode as read_hex
+from esp_secure_build.release_check import hex_matches_bin, verify_release
 
 CONFIGS = {
     "esp32c3": (),
