@@ -61,19 +61,16 @@ def refuse_special_files(env: Any) -> None:
     could check its input. The check wraps the environment's source decider (a
     later ``env.Decider(...)`` replaces it; the actions still refuse such files).
     """
-    import os
     import stat
 
     decide = env.decide_source
 
     def decide_source(dependency: Any, target: Any, prev_ni: Any, repo_node: Any = None) -> Any:
-        path = getattr(dependency, "abspath", None)
-        try:
-            mode = os.stat(path).st_mode if path else None
-        except OSError:
-            mode = None
+        # File and Dir nodes memoize their stat(), which SCons's own decider needs anyway.
+        status = dependency.stat() if hasattr(dependency, "stat") else None
+        mode = status.st_mode if status is not None else None
         if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            error = EspSecureError("is not a regular file (a device, FIFO or socket)", path)
+            error = EspSecureError("is not a regular file (a device, FIFO or socket)", dependency.abspath)
             raise SCons.Errors.BuildError(node=target, errstr=str(error), exitstatus=2)
         return decide(dependency, target, prev_ni, repo_node)
 
