@@ -377,7 +377,9 @@ def _rebuild_tampered(env: Any, folder: str, nodes: list[Any]) -> None:
             continue
         import SCons.Util
 
-        if SCons.Util.hash_file_signature(node.abspath, env.GetOption("md5_chunksize") * 1024) != csig:
+        current = SCons.Util.hash_file_signature(node.abspath, env.GetOption("md5_chunksize") * 1024)
+        node.get_ninfo().csig = current  # what SCons would compute next: it need not read the file again
+        if current != csig:
             print(f"esp-secure: {node.path} changed since it was built: building it again", file=sys.stderr)
             env.AlwaysBuild(node)
 
