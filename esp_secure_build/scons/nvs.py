@@ -73,7 +73,7 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import SCons.Action
 import SCons.Builder
@@ -82,20 +82,14 @@ import SCons.Scanner
 
 from ..errors import EspSecureError
 from ..fileio import make_private_dir, read_bytes, write_atomic, write_new
-from ..nvs import NvsBuilder, NvsKeys, load_hmac_key, load_keys, parse_size, random_hmac_key, read_nvs_csv
-from ..nvs.generate import referenced_files
-from ..nvs.layout import MIN_RW_SIZE
-from ..nvs.mfg import (
-    MfgConfig,
-    MfgEncryption,
-    MfgOptions,
-    build_device,
-    device_paths,
-    iter_device_values,
-    read_mfg_config,
-)
 from .common import core_action, env_bool, env_int, env_str, refuse_known_key
 from .production import new_key_folder, record_generated, refuse_generation
+
+# The NVS core (and with it cryptography) is imported by the steps that use it, not
+# when the SConstruct loads the tool: most builds never run an NVS step.
+if TYPE_CHECKING:
+    from ..nvs.crypto import NvsKeys
+    from ..nvs.mfg import MfgConfig, MfgEncryption
 
 NVS_VARS = ["ESP_NVS_SIZE", "ESP_NVS_VERSION", "ESP_NVS_FILE_DIR"]
 MFG_VARS = [*NVS_VARS, "ESP_NVS_MFG_KEYGEN", "ESP_NVS_MFG_HMAC_KEYGEN"]
@@ -113,6 +107,8 @@ def _note(message: str) -> None:
 
 # -- settings -------------------------------------------------------------
 def _size_version(env: Any) -> tuple[int, int]:
+    from ..nvs import parse_size
+
     size = parse_size(env_int(env, "ESP_NVS_SIZE", 0x6000) or 0, "ESP_NVS_SIZE")
     version = env_int(env, "ESP_NVS_VERSION", 2)
     if version not in (1, 2):
@@ -143,6 +139,8 @@ def _file_var(env: Any, name: str) -> Any | None:
 
 
 def _warn_small(size: int) -> None:
+    from ..nvs.layout import MIN_RW_SIZE
+
     if size < MIN_RW_SIZE:
         _note(
             "warning: partitions smaller than 0x3000 bytes are read-only NVS; "
@@ -158,6 +156,8 @@ def _scan_path(env: Any, cwd: Any = None, target: Any = None, source: Any = None
 
 def _scan_csv(node: Any, env: Any, path: tuple[str, ...] = ("",)) -> list[Any]:
     """Files named by the CSV's ``file`` rows: editing one rebuilds the partition."""
+    from ..nvs.generate import referenced_files
+
     if not node.exists():
         return []
     try:
@@ -177,6 +177,8 @@ CSV_SCANNER = SCons.Scanner.ScannerBase(_scan_csv, name="NvsCsvScanner", path_fu
 
 
 def _partition(target: Any, source: Any, env: Any, keys: NvsKeys | None) -> None:
+    from ..nvs import NvsBuilder, read_nvs_csv
+
     size, version = _size_version(env)
     builder = NvsBuilder(size, version)
     setting = _file_dir_setting(env, target[0].cwd)
@@ -193,6 +195,8 @@ def _build_partition(target: Any, source: Any, env: Any) -> None:
 
 
 def _build_encrypted(target: Any, source: Any, env: Any) -> None:
+    from ..nvs import load_keys
+
     keys_node = target[0].attributes.nvs_keys  # resolved by the emitter, in the SConscript's folder
     keys = load_keys(str(keys_node))
     refuse_known_key(env, "nvs_keys", keys.eky + keys.tky, keys_node)
@@ -233,6 +237,8 @@ def _plan_keys(
     ``derived``: the keys the file must hold (from an HMAC key or a keys file), or None
     for random keys, which are made only when the file never existed.
     """
+    from ..nvs import NvsKeys, load_keys
+
     if os.path.exists(path):
         existing = load_keys(path)
         if derived is None:
@@ -253,6 +259,8 @@ def _plan_keys(
 
 
 def _derived_keys(env: Any, source: Any) -> NvsKeys | None:
+    from ..nvs import NvsKeys, load_keys
+
     if not source:
         return None
     path = str(source[0])
@@ -264,6 +272,8 @@ def _derived_keys(env: Any, source: Any) -> NvsKeys | None:
 
 
 def _hmac_key(env: Any, path: str) -> bytes:
+    from ..nvs import load_hmac_key
+
     key = load_hmac_key(path)
     refuse_known_key(env, "nvs_hmac", key, path)
     return key
@@ -316,6 +326,8 @@ def _replace_keys_action(env: Any, node: Any, source: list[Any]) -> SCons.Action
     key_sources = source
 
     def replace(target: Any, source: Any, env: Any) -> int:
+        from ..nvs import NvsKeys, load_hmac_key, load_keys
+
         path = str(node)
         try:
             if not key_sources:
@@ -395,6 +407,8 @@ _CONFIGS: dict[tuple[str, int, int], MfgConfig] = {}
 
 def _config(path: str) -> MfgConfig:
     """The parsed config, read once per build rather than once per device."""
+    from ..nvs.mfg import read_mfg_config
+
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _CONFIGS:
@@ -404,6 +418,9 @@ def _config(path: str) -> MfgConfig:
 
 def _build_mfg_device(target: Any, source: Any, env: Any) -> None:
     """One device: its CSV, its partition and, with ESP_NVS_MFG_KEYGEN, its kept keys."""
+    from ..nvs import NvsKeys, load_hmac_key, load_keys, random_hmac_key
+    from ..nvs.mfg import MfgEncryption, MfgOptions, build_device
+
     size, version = _size_version(env)
     ident, values = source[0].read()
     config = _config(str(source[1]))
@@ -484,6 +501,8 @@ def nvs_mfg(env: Any, target: Any, source: Any, **overrides: Any) -> list[Any]:
     Writes ``OUTDIR/bin/PREFIX-ID.bin`` and ``OUTDIR/csv/PREFIX-ID.csv`` (plus the keys
     under ``OUTDIR/keys/`` with ESP_NVS_MFG_KEYGEN); returns every device's nodes.
     """
+    from ..nvs.mfg import device_paths, iter_device_values
+
     if overrides:
         env = env.Override(overrides)
     try:
