@@ -11,7 +11,6 @@ The schema is in docs/manifest.md (``schema`` is bumped on incompatible change).
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -30,8 +29,9 @@ SCHEMA = 2
 MANIFEST_NAME = "manifest.json"
 
 # Role of every release file that is not a flash region's own file, by path pattern
-# (relative to the release folder, "/" separators); the first match wins. A new kind
-# of release file is one row here: (pattern, role, encrypted).
+# (relative to the release folder, "/" separators; at most one "*", which matches
+# anything, "/" included); the first match wins. A new kind of release file is one row
+# here: (pattern, role, encrypted).
 FILE_ROLES: tuple[tuple[str, str, bool], ...] = (
     ("app.bin", "app", False),
     ("bootloader.bin", "bootloader", False),
@@ -52,10 +52,18 @@ FILE_ROLES: tuple[tuple[str, str, bool], ...] = (
 )
 
 
+def _matches(rel: str, pattern: str) -> bool:
+    # As fnmatch.fnmatchcase for these patterns, without compiling a regex per pattern per build.
+    head, star, tail = pattern.partition("*")
+    if not star:
+        return rel == pattern
+    return len(rel) >= len(head) + len(tail) and rel.startswith(head) and rel.endswith(tail)
+
+
 def file_role(rel: str) -> tuple[str, bool]:
     """(role, encrypted) of a release file by its path in the folder; EspSecureError when unknown."""
     for pattern, role, encrypted in FILE_ROLES:
-        if fnmatch.fnmatchcase(rel, pattern):
+        if _matches(rel, pattern):
             return role, encrypted
     raise EspSecureError(f"release file {rel!r} has no role: add a row to esp_secure_build.manifest.FILE_ROLES")
 

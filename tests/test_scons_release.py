@@ -302,3 +302,21 @@ def test_app_too_large_without_secure_boot_is_found_when_app_bin_is_made(tmp_pat
     assert "hello_world.bin" in proc.stderr and "larger than partition 'factory'" in proc.stderr
     assert "ESP-ENCRYPT rel/encrypted/app.bin" not in proc.stdout  # found when app.bin is made, not at encryption
     assert not (folder / "rel" / "app.bin").exists()
+
+
+def test_file_roles_match_as_fnmatch_would() -> None:
+    """The manifest's own pattern matcher gives fnmatch's answer for every role pattern."""
+    import fnmatch
+
+    from esp_secure_build.manifest import FILE_ROLES, _matches
+
+    names = [p for p, _, _ in FILE_ROLES] + [
+        "encrypted/app.bin", "encrypted/", "encrypted", "xencrypted/app.bin", "encrypted/sub/dir.bin",
+        "secure_boot_key0.pub.pem", "secure_boot_key12.pub.pem", "secure_boot_key.pub.pem", "secure_boot_key0.pem",
+        "secure_boot_key0_digest.bin", "secure_boot_key0_digest.bin.bak", "app.bin.old", "provisioning/efuse-script.sh",
+        "factory.bin", "factory.hex", "other.bin", "",
+    ]  # fmt: skip
+    for pattern, _, _ in FILE_ROLES:
+        assert pattern.count("*") <= 1 and not set(pattern) & set("?["), pattern
+        for name in names:
+            assert _matches(name, pattern) == fnmatch.fnmatchcase(name, pattern), (name, pattern)
