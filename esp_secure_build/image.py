@@ -63,6 +63,21 @@ class _Seg:
         return _Seg(self.addr if addr is None else addr, data, self.name, self.align)
 
 
+def parse_size(text: str) -> int:
+    """A size such as ``4096``, ``0x1000``, ``64KB``, ``1MB`` or ``4M``; ValueError otherwise."""
+    t = text.strip().upper()
+    for suffix, factor in (("KB", 1024), ("K", 1024), ("MB", 1024 * 1024), ("M", 1024 * 1024)):
+        if t.endswith(suffix):
+            try:
+                return int(t[: -len(suffix)], 0) * factor
+            except ValueError:
+                break
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size") from None
+
+
 def header_flash_bytes(chip: Chip, flash_mode: str, flash_size: str, flash_freq: str | None) -> tuple[int, int]:
     """Header bytes 2 and 3 for the given flash settings."""
     try:

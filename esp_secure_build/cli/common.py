@@ -30,18 +30,13 @@ def parse_int(text: str) -> int:
 
 
 def parse_size(text: str) -> int:
-    """A size such as ``4096``, ``0x1000``, ``64KB``, ``1MB`` or ``4M``."""
-    t = text.strip().upper()
-    for suffix, factor in (("KB", 1024), ("K", 1024), ("MB", 1024 * 1024), ("M", 1024 * 1024)):
-        if t.endswith(suffix):
-            try:
-                return int(t[: -len(suffix)], 0) * factor
-            except ValueError:
-                break
+    """A size such as ``4096``, ``0x1000``, ``64KB``, ``1MB`` or ``4M`` (argparse type)."""
+    from ..image import parse_size as parse
+
     try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size") from None
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_allow_published(parser: argparse.ArgumentParser) -> None:

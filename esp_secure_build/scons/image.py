@@ -49,8 +49,7 @@ IMAGE_VARS = [
 
 def image_options(env: Any) -> Any:
     """The :class:`ImageOptions` the construction variables describe."""
-    from ..cli.common import parse_size
-    from ..image import ImageOptions
+    from ..image import ImageOptions, parse_size
 
     pad = env_str(env, "ESP_SECURE_PAD").lower()
     if pad not in ("", "v1", "v2", "1", "2", "none"):
@@ -60,7 +59,7 @@ def image_options(env: Any) -> Any:
     try:
         mmu_size = parse_size(mmu) if mmu else None
         pad_size = parse_size(pad_to) if pad_to else None
-    except Exception as exc:  # argparse.ArgumentTypeError
+    except ValueError as exc:
         raise EspSecureError(f"bad size in ESP_MMU_PAGE_SIZE/ESP_PAD_TO_SIZE: {exc}") from None
     return ImageOptions(
         flash_mode=env_str(env, "ESP_FLASH_MODE", "dio"),
