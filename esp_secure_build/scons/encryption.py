@@ -89,12 +89,12 @@ def _encrypted_image(env: Any, target: Any, source: Any, partition: str, **overr
 
 def _dev_key(env: Any, target: str, bits: int | None = None) -> Any:
     """A development flash encryption key: made when the SConstruct is read if missing, then kept."""
-    from ..flash_encryption import generate_key
-
     node = env.File(target)
     env.NoCache(node)
     if env.GetOption("clean") or env.GetOption("help") or os.path.lexists(node.abspath):
         return node
+    from ..flash_encryption import generate_key
+
     chip = get_chip(env_str(env, "ESP_CHIP"))
     bits = bits or (256 if 256 in chip.flash_encryption_key_bits else chip.flash_encryption_key_bits[0])
     try:
