@@ -15,6 +15,7 @@ go through ``intelhex``, as esptool's do, so that odd files merge as they do the
 from __future__ import annotations
 
 import binascii
+import hashlib
 import sys
 from array import array
 from collections.abc import Iterable
@@ -29,12 +30,50 @@ _NEGATE = bytes(-v & 0xFF for v in range(256))
 
 def encode(regions: Iterable[tuple[int, bytes]]) -> bytes:
     """Intel HEX text (ASCII bytes) for non-overlapping ``(address, data)`` regions."""
+    runs = _runs(regions)
+    text = _encode_runs(runs)
+    if len(_WRITTEN) >= 4:
+        _WRITTEN.clear()
+    _WRITTEN[_runs_digest(runs)] = hashlib.sha256(text).digest()
+    return text
+
+
+def is_encoding(hex_data: bytes, regions: Iterable[tuple[int, bytes]]) -> bool:
+    """True when ``hex_data`` is exactly what :func:`encode` gives for ``regions``.
+
+    A file this process has just written (the build's closing verification) is
+    compared by SHA-256 with what :func:`encode` made, not formatted again.
+    """
+    runs = _runs(regions)
+    known = _WRITTEN.get(_runs_digest(runs))
+    if known is not None:
+        return hashlib.sha256(hex_data).digest() == known
+    return _encode_runs(runs) == hex_data
+
+
+# SHA-256 of the last few outputs of encode() by the SHA-256 of their input.
+_WRITTEN: dict[bytes, bytes] = {}
+
+
+def _runs(regions: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytearray]]:
     runs: list[tuple[int, bytearray]] = []
     for address, data in sorted((a, d) for a, d in regions if d):
         if runs and runs[-1][0] + len(runs[-1][1]) == address:
             runs[-1][1].extend(data)  # adjacent regions form one run, as intelhex merges them
         else:
             runs.append((address, bytearray(data)))
+    return runs
+
+
+def _runs_digest(runs: list[tuple[int, bytearray]]) -> bytes:
+    h = hashlib.sha256()
+    for start, data in runs:
+        h.update(start.to_bytes(8, "little") + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+def _encode_runs(runs: list[tuple[int, bytearray]]) -> bytes:
     if not runs:
         return b":00000001FF\n"
     extended = runs[-1][0] + len(runs[-1][1]) - 1 > 0xFFFF

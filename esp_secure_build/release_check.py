@@ -75,13 +75,13 @@ def hex_matches_bin(
     ``regions`` (what the image was merged from) allow a fast path: when the file is
     exactly our writer's output for them and they make up ``raw``, no parsing is needed.
     """
-    from .ihex import decode, encode
+    from .ihex import decode, is_encoding
 
     image = bytearray(b"\xff" * len(raw))
     if regions:
         for address, payload in regions:
             image[address : address + len(payload)] = payload
-        if image == raw and encode(regions) == hex_data:
+        if image == raw and is_encoding(hex_data, regions):
             return None
         image = bytearray(b"\xff" * len(raw))
     for address, payload in decode(hex_data, path).items():

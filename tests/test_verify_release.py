@@ -306,6 +306,33 @@ def test_intel_hex_reader(tmp_path: Path) -> None:
         read_hex(text[: text.rindex(b":")])
 
 
+def test_hex_check_of_a_file_just_written_is_the_full_check(tmp_path: Path) -> None:
+    """The closing verification compares a .hex this process wrote by digest: it must still
+    catch any change, and answer as formatting it again would."""
+    from esp_secure_build import ihex
+
+    chip = get_chip("esp32c3")
+    regions = [Region(0x0, os.urandom(5000)), Region(0x9000, os.urandom(777)), Region(0x10000, os.urandom(70000))]
+    pairs = [(r.address, r.data) for r in regions]
+    raw = merge_bin(chip, regions, "raw")
+    text = merge_bin(chip, regions, "hex")  # remembered
+    ihex._WRITTEN.clear()
+    fresh = ihex.encode(pairs)  # formatted again: the same bytes
+    assert fresh == text
+    flipped = bytearray(text)
+    flipped[len(text) // 2] ^= 0x01
+    for remembered in (True, False):
+        if not remembered:
+            ihex._WRITTEN.clear()
+        assert ihex.is_encoding(text, pairs)
+        assert hex_matches_bin(text, raw, regions=pairs) is None
+        assert not ihex.is_encoding(bytes(flipped), pairs)
+        assert not ihex.is_encoding(text + b"\n", pairs)
+        assert not ihex.is_encoding(text, [*pairs[:2], (0x10000, pairs[2][1][:-1] + b"\0")])
+        with pytest.raises(Exception, match="Intel HEX line"):  # read in full: a broken record
+            hex_matches_bin(bytes(flipped), raw, regions=pairs)
+
+
 def test_efuse_summary_option(sample: Path, tmp_path: Path) -> None:
     summary = tmp_path / "efuse.json"
     summary.write_text("{}")
