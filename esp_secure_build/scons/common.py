@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import SCons.Action
 import SCons.Errors
+import SCons.Subst
 
 from ..errors import EspSecureError
 
@@ -41,7 +42,21 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
         return 0
 
     run.__name__ = func.__name__
-    return SCons.Action.Action(run, f"${comstr_var}", varlist=varlist)
+    return _CoreAction(run, {"cmdstr": f"${comstr_var}", "varlist": tuple(varlist)})
+
+
+class _CoreAction(SCons.Action.FunctionAction):
+    """A function action whose signature substitutes all its variables in one pass.
+
+    SCons substitutes each ``varlist`` variable on its own (a target/source
+    dictionary and a parse each, ~70 us per action and variable, twice per built
+    target); one pass over ``${A}\0${B}...`` gives the same values, NUL-separated.
+    """
+
+    def get_contents(self, target: Any, source: Any, env: Any) -> bytes:
+        template = "\0".join(f"${{{v}}}" for v in self.varlist)
+        values = env.subst_target_source(template, SCons.Subst.SUBST_SIG, target, source) if template else ""
+        return bytes(self.funccontents) + values.encode("utf-8", "surrogateescape")
 
 
 def fail(message: object) -> NoReturn:
