@@ -102,6 +102,7 @@ class _Flash:
 
     def __init__(self, raw: bytes, chip: Chip, key: bytes | None, conf: int) -> None:
         self.raw, self.chip, self.key, self.conf = raw, chip, key, conf
+        self._plain: dict[int, bytes] = {}  # offset -> plaintext decrypted from there
 
     def raw_at(self, offset: int, size: int) -> bytes:
         """What is flashed at [offset, offset+size): the factory bytes, erased flash beyond them."""
@@ -121,7 +122,12 @@ class _Flash:
         data = self.raw_at(offset, max(0, end - offset))
         if not encrypted or self.key is None or not data:
             return data
-        return decrypt(data, self.key, offset, scheme_for_chip(self.chip), self.conf)
+        # Each 16/32-byte block decrypts on its own (its address is the tweak), so a
+        # shorter read at the same offset is a prefix of a longer one: decrypt once.
+        known = self._plain.get(offset, b"")
+        if len(known) < len(data):
+            known = self._plain[offset] = decrypt(data, self.key, offset, scheme_for_chip(self.chip), self.conf)
+        return known[: len(data)]
 
 
 def _image(data: bytes, chip: Chip, what: str, check_digest: bool = True) -> tuple[Any, int]:
