@@ -15,10 +15,11 @@ import SCons.Subst
 from ..errors import EspSecureError
 
 # Core functions by name: an action refers to its function by this key rather than
-# by closure, because SCons computes a function action's signature at creation by
-# walking the function's code and every object it closes over (about a third of a
-# no-op build's time with the closure). The key names the function and the tool's
-# version, so a new version of the tool rebuilds what its actions made.
+# by closure, and the key is the action's signature: SCons would compute one at
+# creation by walking the function's code and every object it closes over (about a
+# third of a no-op build's time with closures, ~0.2 ms per action without). The key
+# names the function and the tool's version, so a new version of the tool rebuilds
+# what its actions made.
 _CORE_FUNCTIONS: dict[str, Callable[[Any, Any, Any], None]] = {}
 
 
@@ -29,9 +30,7 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
     so changing one rebuilds exactly the affected targets. A project error
     becomes a one-line SCons build error, never a Python traceback.
     """
-    from .. import __version__
-
-    key = f"{func.__module__}.{func.__qualname__} {__version__}"
+    key = _key(func)
     _CORE_FUNCTIONS[key] = func
 
     def run(target: Any, source: Any, env: Any, _key: str = key) -> int:
@@ -42,16 +41,32 @@ def core_action(func: Callable[[Any, Any, Any], None], comstr_var: str, varlist:
         return 0
 
     run.__name__ = func.__name__
-    return _CoreAction(run, {"cmdstr": f"${comstr_var}", "varlist": tuple(varlist)})
+    return _KeyedAction(run, key, cmdstr=f"${comstr_var}", varlist=tuple(varlist))
 
 
-class _CoreAction(SCons.Action.FunctionAction):
-    """A function action whose signature substitutes all its variables in one pass.
+def keyed_action(func: Callable[..., int], **kw: Any) -> SCons.Action.Action:
+    """A plain function action (SCons keywords ``kw``) signed by the function's name and the tool version."""
+    return _KeyedAction(func, _key(func), **kw)
+
+
+def _key(func: Callable[..., Any]) -> str:
+    from .. import __version__
+
+    return f"{func.__module__}.{func.__qualname__} {__version__}"
+
+
+class _KeyedAction(SCons.Action.FunctionAction):
+    """A function action signed by its core function's key and its variables' values.
 
     SCons substitutes each ``varlist`` variable on its own (a target/source
     dictionary and a parse each, ~70 us per action and variable, twice per built
     target); one pass over ``${A}\0${B}...`` gives the same values, NUL-separated.
     """
+
+    def __init__(self, run: Callable[..., int], key: str, **kw: Any) -> None:
+        self.execfunction = run
+        self.funccontents = key.encode()
+        SCons.Action._ActionAction.__init__(self, **kw)  # FunctionAction's own __init__ walks ``run``
 
     def get_contents(self, target: Any, source: Any, env: Any) -> bytes:
         template = "\0".join(f"${{{v}}}" for v in self.varlist)

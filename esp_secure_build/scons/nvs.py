@@ -82,7 +82,7 @@ import SCons.Scanner
 
 from ..errors import EspSecureError
 from ..fileio import make_private_dir, read_bytes, write_atomic, write_new
-from .common import core_action, env_bool, env_int, env_str, refuse_known_key
+from .common import core_action, env_bool, env_int, env_str, keyed_action, refuse_known_key
 from .production import new_key_folder, record_generated, refuse_generation
 
 # The NVS core (and with it cryptography) is imported by the steps that use it, not
@@ -356,7 +356,7 @@ def _replace_keys_action(env: Any, node: Any, source: list[Any]) -> SCons.Action
         _note(f"new NVS keys in {node}" + (f"; the old keys are kept in {backup}" if backup else ""))
         return 0
 
-    return SCons.Action.Action(replace, strfunction=lambda target, source, env: label)
+    return keyed_action(replace, strfunction=lambda target, source, env: label)
 
 
 def _keys_emitter(target: Any, source: Any, env: Any) -> tuple[list[Any], list[Any]]:

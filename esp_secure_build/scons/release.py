@@ -77,7 +77,7 @@ import SCons.Errors
 
 from ..devkeys import KIND_TITLES
 from ..errors import EspSecureError
-from .common import core_action, env_bool, env_int, env_str, fail, first_node
+from .common import core_action, env_bool, env_int, env_str, fail, first_node, keyed_action
 from .image import build_time
 from .production import KeyUse, check_keys, summary_at_exit
 
@@ -391,7 +391,7 @@ def _verify_step(env: Any, folder: str, manifest: Any) -> Any:
     ``scons`` (default target ``.``) runs it too; always built, never cached, kept
     between runs (it is what a later run compares with), removed by ``scons -c``.
     """
-    stamp = env.Command(_stamp_path(env, env.Dir(folder).abspath), manifest, env.Action(_verify, _verify_str))
+    stamp = env.Command(_stamp_path(env, env.Dir(folder).abspath), manifest, keyed_action(_verify, strfunction=_verify_str))
     env.AlwaysBuild(stamp)
     env.Precious(stamp)
     env.NoCache(stamp)
