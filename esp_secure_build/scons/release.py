@@ -439,8 +439,6 @@ def _verify_str(target: Any, source: Any, env: Any) -> None:
 
 def _verify(target: Any, source: Any, env: Any) -> int:
     from ..fileio import read_bytes, write_text_atomic
-    from ..release_check import verify_release
-    from ..secure_boot.v1 import expand_hardware_key
     from .signing import expected_digests
 
     manifest = source[0].get_abspath()
@@ -450,12 +448,18 @@ def _verify(target: Any, source: Any, env: Any) -> int:
         key = env.get("ESP_FLASH_ENCRYPTION_KEY")
         flash_key = read_bytes(env.File(first_node(key)).abspath, "flash encryption key") if key else None
         v1_path = env_str(env, "ESP_V1_KEY_FILE")
-        v1_key = expand_hardware_key(read_bytes(env.File(v1_path).abspath), v1_path) if v1_path else None
+        v1_key = None
+        if v1_path:
+            from ..secure_boot.v1 import expand_hardware_key  # with cryptography: only when needed
+
+            v1_key = expand_hardware_key(read_bytes(env.File(v1_path).abspath), v1_path)
         digests = expected_digests(env)
         stamp = _stamp(folder, flash_key, v1_key, digests)
         if _read_stamp(stamp_path) == stamp:
             print(f"esp-secure: release {os.path.relpath(folder)} verified (unchanged since its last verification)")
             return 0
+        from ..release_check import verify_release
+
         report = verify_release(folder, flash_key=flash_key, expect_digests=digests, v1_key=v1_key)
     except EspSecureError as exc:
         raise SCons.Errors.BuildError(errstr=f"verify-release {os.path.relpath(folder)}: {exc}", exitstatus=2) from None
