@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import EspSecureError
 
 FIXED_EPOCH = 315532800  # 1980-01-01 00:00:00 UTC
 
 
-@dataclass(frozen=True)
-class BuildTime:
+class BuildTime(NamedTuple):
     epoch: int
     source: str  # "SOURCE_DATE_EPOCH", "git" or "fixed"
     commit: str | None = None

@@ -22,7 +22,7 @@ import json
 import os
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .chips import FLASH_MODES, FLASH_SIZES, MAX_FLASH_SIZE, Chip
 from .errors import EspSecureError
@@ -36,8 +36,7 @@ SECTOR = 0x1000
 PAD_SIZES = ("256KB", "512KB", "1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB")
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
     """Bytes to place at a flash address; ``source`` names them in messages."""
 
     address: int
@@ -238,8 +237,7 @@ def merge_bin(
 # --- flash argument files -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FlashEntry:
+class FlashEntry(NamedTuple):
     """One file ESP-IDF lists in its flash arguments (path relative to the build folder)."""
 
     name: str  # "bootloader", "app", "partition-table", "otadata", ...

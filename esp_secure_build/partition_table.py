@@ -23,6 +23,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import EspSecureError
 
@@ -279,8 +280,7 @@ def _parse_int(text: str, keywords: Mapping[str, int] | None = None) -> int:
             raise _FieldError(f"Value '{text}' is not valid. Known keywords: {', '.join(keywords)}") from None
 
 
-@dataclass
-class _Options:
+class _Options(NamedTuple):
     offset: int
     primary_bootloader_offset: int | None
     recovery_bootloader_offset: int | None

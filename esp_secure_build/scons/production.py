@@ -28,8 +28,7 @@ import atexit
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import devkeys
 from ..errors import EspSecureError
@@ -77,8 +76,7 @@ def is_development_signer(signer: Any) -> bool:
     return devkeys.find_development_key(b"", folders, signer.public_key) is not None
 
 
-@dataclass(frozen=True)
-class KeyUse:
+class KeyUse(NamedTuple):
     """A key a release uses: its kind (a :data:`devkeys.KIND_TITLES` key) and file."""
 
     kind: str
