@@ -26,6 +26,9 @@ _RECORD = 16
 _PAGE = 0x10000
 # (-x) & 0xFF for every byte value: a record's checksum from its byte sum.
 _NEGATE = bytes(-v & 0xFF for v in range(256))
+# High and low address byte of the i-th 16-byte record of a page.
+_HIGH = b"".join(bytes([h]) * (256 // _RECORD) for h in range(256))
+_LOW = bytes(range(0, 256, _RECORD)) * 256
 
 
 def encode(regions: Iterable[tuple[int, bytes]]) -> bytes:
@@ -105,12 +108,18 @@ def _data_records(offset: int, data: memoryview) -> str:
     if n:
         width = 5 + _RECORD
         rec = bytearray(width * n)
-        addresses = array("H", range(offset, offset + _RECORD * n, _RECORD))
-        if sys.byteorder == "little":
-            addresses.byteswap()  # big-endian: high byte first, as records hold it
-        addr_bytes = addresses.tobytes()
-        high, low = addr_bytes[0::2], addr_bytes[1::2]
-        columns = [bytes(data[k : _RECORD * n : _RECORD]) for k in range(_RECORD)]
+        if offset % _RECORD == 0:  # the usual case: record addresses from the tables
+            first = offset // _RECORD
+            high, low = _HIGH[first : first + n], _LOW[first : first + n]
+        else:
+            addresses = array("H", range(offset, offset + _RECORD * n, _RECORD))
+            if sys.byteorder == "little":
+                addresses.byteswap()  # big-endian: high byte first, as records hold it
+            addr_bytes = addresses.tobytes()
+            high, low = addr_bytes[0::2], addr_bytes[1::2]
+        # Strided slices of bytes, not of the memoryview: ten times faster.
+        flat = bytes(data[: _RECORD * n])
+        columns = [flat[k::_RECORD] for k in range(_RECORD)]
         rec[0::width] = bytes([_RECORD]) * n
         rec[1::width] = high
         rec[2::width] = low
