@@ -29,6 +29,8 @@ _NEGATE = bytes(-v & 0xFF for v in range(256))
 # High and low address byte of the i-th 16-byte record of a page.
 _HIGH = b"".join(bytes([h]) * (256 // _RECORD) for h in range(256))
 _LOW = bytes(range(0, 256, _RECORD)) * 256
+# SHA-256 of the last few outputs of encode() by the SHA-256 of their input.
+_WRITTEN: dict[bytes, bytes] = {}
 
 
 def encode(regions: Iterable[tuple[int, bytes]]) -> bytes:
@@ -52,10 +54,6 @@ def is_encoding(hex_data: bytes, regions: Iterable[tuple[int, bytes]]) -> bool:
     if known is not None:
         return hashlib.sha256(hex_data).digest() == known
     return _encode_runs(runs) == hex_data
-
-
-# SHA-256 of the last few outputs of encode() by the SHA-256 of their input.
-_WRITTEN: dict[bytes, bytes] = {}
 
 
 def _runs(regions: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytearray]]:

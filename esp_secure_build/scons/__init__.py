@@ -31,7 +31,7 @@ BUILDER_MODULES = (
 )  # fmt: skip
 
 
-_GC_AT_EXIT = []
+_freeze_at_exit = False
 
 
 def _lighten_gc() -> None:
@@ -46,9 +46,10 @@ def _lighten_gc() -> None:
     import atexit
     import gc
 
+    global _freeze_at_exit
     gc.freeze()
-    if not _GC_AT_EXIT:
-        _GC_AT_EXIT.append(True)
+    if not _freeze_at_exit:
+        _freeze_at_exit = True
         atexit.register(gc.freeze)
 
 
