@@ -56,7 +56,7 @@ def _key(func: Callable[..., Any]) -> str:
 
 
 class _KeyedAction(SCons.Action.FunctionAction):
-    """A function action signed by its core function's key and its variables' values.
+    """A function action signed by its function's key (name, tool version) and its variables' values.
 
     SCons substitutes each ``varlist`` variable on its own (a target/source
     dictionary and a parse each, ~70 us per action and variable, twice per built
